@@ -1,0 +1,124 @@
+#include "common/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void an_buf_init(an_buf *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void an_buf_free(an_buf *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    an_buf_init(b);
+}
+
+void an_buf_reset(an_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void an_buf_grow(an_buf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        fputs("an_buf: out of memory\n", stderr);
+        abort();
+    }
+    b->data = p;
+    b->cap = cap;
+}
+
+void an_buf_add(an_buf *b, const void *data, size_t n)
+{
+    an_buf_grow(b, n);
+    if (n)
+        memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void an_buf_adds(an_buf *b, const char *s)
+{
+    an_buf_add(b, s, strlen(s));
+}
+
+void an_buf_addc(an_buf *b, char c)
+{
+    an_buf_add(b, &c, 1);
+}
+
+void an_buf_vaddf(an_buf *b, const char *fmt, va_list ap)
+{
+    va_list cp;
+    va_copy(cp, ap);
+    int n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    if (n < 0)
+        return;
+    an_buf_grow(b, (size_t)n);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void an_buf_addf(an_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    an_buf_vaddf(b, fmt, ap);
+    va_end(ap);
+}
+
+void an_buf_add_json_escaped(an_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    an_buf_grow(b, n);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': an_buf_add(b, "\\\"", 2); break;
+        case '\\': an_buf_add(b, "\\\\", 2); break;
+        case '\n': an_buf_add(b, "\\n", 2); break;
+        case '\r': an_buf_add(b, "\\r", 2); break;
+        case '\t': an_buf_add(b, "\\t", 2); break;
+        case '\b': an_buf_add(b, "\\b", 2); break;
+        case '\f': an_buf_add(b, "\\f", 2); break;
+        default:
+            if (c < 0x20) {
+                char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                an_buf_add(b, u, 6);
+            } else {
+                an_buf_addc(b, (char)c);
+            }
+        }
+    }
+}
+
+const char *an_buf_str(const an_buf *b)
+{
+    return b->data ? b->data : "";
+}
+
+char *an_buf_detach(an_buf *b, size_t *len)
+{
+    if (!b->data)
+        an_buf_grow(b, 0);
+    char *p = b->data;
+    if (len)
+        *len = b->len;
+    an_buf_init(b);
+    return p;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README): installs what is missing, builds, starts a local
+# stack of its own, runs every unit and integration test, stops the stack.
+#
+#   deploy/local/test.sh [unit|integration|all] [SUITE...]
+#   BUILD=build-asan SAN=1 deploy/local/test.sh     (what `make asan` runs)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BUILD=${BUILD:-build}
+SAN=${SAN:-}
+
+./deploy/local/stack.sh install
+make -j"$(nproc)" BUILD="$BUILD" SAN="$SAN" all >"${TMPDIR:-/tmp}/analytics-build.log" 2>&1 || {
+    tail -40 "${TMPDIR:-/tmp}/analytics-build.log"; echo "build failed" >&2; exit 1; }
+echo "[test] built into $BUILD" >&2
+
+STACK=$(./deploy/local/stack.sh start)
+trap './deploy/local/stack.sh stop "$STACK"' EXIT
+# shellcheck disable=SC1091
+. "$STACK/env"
+export ANALYTICS_BUILD_DIR="$ROOT/$BUILD"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=23${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+if [ -n "$SAN" ]; then
+    export CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-3}
+fi
+
+"$BUILD/tests/run_tests" "${@:-all}"

@@ -1,0 +1,214 @@
+#include "tests/harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+const char *th_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        ck_abort_msg("%s is not set: run the integration tests inside the local stack "
+                     "(deploy/local/test.sh)",
+                     name);
+    return v;
+}
+
+char *th_unique(const char *prefix)
+{
+    static unsigned n;
+    char *s;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned r = (unsigned)(ts.tv_nsec ^ (getpid() << 8)) & 0xffffff;
+    if (asprintf(&s, "%s_%d_%u_%06x", prefix, (int)getpid(), n++, r) < 0)
+        ck_abort_msg("out of memory");
+    return s;
+}
+
+const char *th_bin(const char *rel)
+{
+    static char path[1024];
+    const char *b = getenv("ANALYTICS_BUILD_DIR");
+    snprintf(path, sizeof(path), "%s/%s", b && *b ? b : "build", rel);
+    return path;
+}
+
+pid_t th_spawn(const char *path, char *const argv[], char *const extra_env[],
+               const char *log_path)
+{
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (extra_env)
+            for (char *const *e = extra_env; *e; e++)
+                putenv(*e);
+        if (log_path) {
+            int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                close(fd);
+            }
+        }
+        setpgid(0, 0);
+        execv(path, argv);
+        fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+int th_wait(pid_t pid, int timeout_ms, int *status, long *maxrss_kb)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        struct rusage ru;
+        int st;
+        pid_t r = wait4(pid, &st, WNOHANG, &ru);
+        if (r == pid) {
+            if (status)
+                *status = st;
+            if (maxrss_kb)
+                *maxrss_kb = ru.ru_maxrss;
+            return 0;
+        }
+        if (r < 0)
+            return -1;
+        if (th_now_ms() >= deadline)
+            return -1;
+        th_sleep_ms(10);
+    }
+}
+
+void th_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+char *th_run(const char *cmd, int *exit_code)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "popen %s: %s", cmd, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    size_t n;
+    while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            cap *= 2;
+            out = realloc(out, cap);
+        }
+    }
+    out[len] = '\0';
+    int st = pclose(p);
+    if (exit_code)
+        *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+/* Write sql to a temp file so no shell quoting is involved. */
+static char *write_temp(const char *content)
+{
+    char *path = strdup("/tmp/an-test-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
+    size_t len = strlen(content);
+    ck_assert_msg(write(fd, content, len) == (ssize_t)len, "write temp");
+    close(fd);
+    return path;
+}
+
+char *th_ch_as(const char *user, const char *password, const char *sql, long *http_code)
+{
+    char *sqlfile = write_temp(sql);
+    char *cmd;
+    ck_assert(asprintf(&cmd,
+                       "curl -s -o /dev/stdout -w '\\n%%{http_code}' --data-binary @%s "
+                       "-H 'X-ClickHouse-User: %s' -H 'X-ClickHouse-Key: %s' '%s/'",
+                       sqlfile, user, password, th_env("ANALYTICS_CLICKHOUSE_URL")) > 0);
+    char *out = th_run(cmd, NULL);
+    free(cmd);
+    unlink(sqlfile);
+    free(sqlfile);
+    char *nl = strrchr(out, '\n');
+    long code = 0;
+    if (nl) {
+        code = strtol(nl + 1, NULL, 10);
+        *nl = '\0';
+    }
+    if (http_code)
+        *http_code = code;
+    return out;
+}
+
+char *th_ch(const char *sql)
+{
+    long code;
+    char *out = th_ch_as(th_env("ANALYTICS_CLICKHOUSE_ADMIN_USER"),
+                         getenv("ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD")
+                             ? getenv("ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD")
+                             : "",
+                         sql, &code);
+    ck_assert_msg(code == 200, "ClickHouse said %ld to %s: %s", code, sql, out);
+    return out;
+}
+
+long long th_ch_count(const char *sql)
+{
+    char *out = th_ch(sql);
+    long long v = strtoll(out, NULL, 10);
+    free(out);
+    return v;
+}
+
+char *th_redis(const char *args)
+{
+    const char *url = th_env("ANALYTICS_REDIS_URL");
+    char *cmd;
+    ck_assert(asprintf(&cmd, "redis-cli -u '%s' %s", url, args) > 0);
+    char *out = th_run(cmd, NULL);
+    free(cmd);
+    return out;
+}
+
+int64_t th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void th_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int th_eventually(const char *cond_cmd, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        int st = system(cond_cmd);
+        if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            return 0;
+        if (th_now_ms() >= deadline)
+            return -1;
+        th_sleep_ms(100);
+    }
+}

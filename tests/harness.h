@@ -1,0 +1,65 @@
+/*
+ * harness.h - helpers shared by the integration tests: the local stack's
+ * coordinates, child processes, and an independent path to ClickHouse and
+ * Redis (curl and redis-cli) so tests check outcomes without trusting the
+ * code under test.
+ *
+ * Every function that cannot do its job fails the current test (ck_abort).
+ * Returned strings are heap-allocated: the caller frees them.
+ */
+#ifndef AN_TEST_HARNESS_H
+#define AN_TEST_HARNESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Value of a stack variable (ANALYTICS_NATS_URL, ...); fails the test when unset. */
+const char *th_env(const char *name);
+
+/* A name unique to this process and call: "<prefix>_<pid>_<n>_<random>". Free it. */
+char *th_unique(const char *prefix);
+
+/* Path of a built program, e.g. th_bin("tests/helpers/testsvc") ->
+ * "<build dir>/tests/helpers/testsvc" (build dir: $ANALYTICS_BUILD_DIR or "build").
+ * Returns a static buffer, valid until the next call. */
+const char *th_bin(const char *rel);
+
+/* Start a program with the current environment plus extra "K=V" entries
+ * (NULL-terminated, may be NULL). Its stdout and stderr go to log_path when
+ * not NULL (appended), else are inherited. Returns the pid. */
+pid_t th_spawn(const char *path, char *const argv[], char *const extra_env[],
+               const char *log_path);
+
+/* Wait up to timeout_ms for pid to exit. Returns 0 and sets *status (as
+ * waitpid) and *maxrss_kb (may be NULL) when it did, -1 on timeout. */
+int th_wait(pid_t pid, int timeout_ms, int *status, long *maxrss_kb);
+
+/* SIGKILL and reap; harmless when already gone. */
+void th_kill(pid_t pid);
+
+/* Run a shell command, return its stdout (trailing newline kept); *exit_code
+ * gets the exit status (may be NULL). */
+char *th_run(const char *cmd, int *exit_code);
+
+/* Run SQL as the ClickHouse admin user through curl; returns the body
+ * (TabSeparated unless the SQL says FORMAT). Fails the test on a server error. */
+char *th_ch(const char *sql);
+
+/* Run SQL as the given ClickHouse user/password; returns the body and sets
+ * *http_code (the HTTP status). Does not fail on a server error. */
+char *th_ch_as(const char *user, const char *password, const char *sql, long *http_code);
+
+/* First number of a scalar query's result, e.g. th_ch_count("SELECT count() FROM t"). */
+long long th_ch_count(const char *sql);
+
+/* Run a redis-cli command against the stack's Redis; returns its raw output. */
+char *th_redis(const char *args);
+
+int64_t th_now_ms(void);
+void th_sleep_ms(int ms);
+
+/* Poll cond_cmd (a shell command) until it exits 0 or timeout_ms passes;
+ * returns 0 when it did. */
+int th_eventually(const char *cond_cmd, int timeout_ms);
+
+#endif
