@@ -13,7 +13,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 curl ca-certificates"
+PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml curl ca-certificates"
 PKGS_BUILD="build-essential pkg-config libnats-dev libhiredis-dev libcjson-dev libuv1-dev \
 libcurl4-openssl-dev libssl-dev libjwt-dev check libsubunit-dev"
 
@@ -105,7 +105,9 @@ XML
             <max_partitions_per_insert_block>1000</max_partitions_per_insert_block>
         </writer>
         <reader>
-            <readonly>2</readonly>
+            <!-- 1, not 2: readonly=2 would let the reader change settings per
+                 query and use table functions (url(), remote(), file()). -->
+            <readonly>1</readonly>
             <max_memory_usage>2000000000</max_memory_usage>
             <max_execution_time>30</max_execution_time>
             <max_result_rows>1000000000</max_result_rows>
@@ -189,7 +191,8 @@ cmd_start() {
     # nats-server with JetStream
     mkdir -p "$dir/nats"
     nats-server -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" -js -sd "$dir/nats" \
-        -l "$dir/nats/server.log" -P "$dir/nats/pid" &
+        -l "$dir/nats/server.log" -P "$dir/nats/pid" </dev/null >>"$dir/nats/stdout.log" 2>&1 &
+    # (its stdout must not be the caller's: `D=$(stack.sh start)` would wait for it)
     # redis-server, AOF on so a restart loses no queued job
     mkdir -p "$dir/redis"
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir/redis" \
