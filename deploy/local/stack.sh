@@ -102,7 +102,8 @@ XML
         </default>
         <writer>
             <max_memory_usage>4000000000</max_memory_usage>
-            <max_partitions_per_insert_block>1000</max_partitions_per_insert_block>
+            <!-- no max_partitions_per_insert_block: 18.16 does not know it and
+                 then refuses every query of the user ("Unknown setting"). -->
         </writer>
         <reader>
             <!-- 1, not 2: readonly=2 would let the reader change settings per
