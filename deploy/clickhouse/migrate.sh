@@ -9,7 +9,8 @@
 # Environment: ANALYTICS_CLICKHOUSE_URL (http://host:port),
 # ANALYTICS_CLICKHOUSE_ADMIN_USER / ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD (a user
 # allowed to run DDL), optional ANALYTICS_MIGRATIONS_DIR (default: the
-# migrations/ folder next to this script).
+# migrations/ folder next to this script), optional ANALYTICS_MIGRATIONS_TABLE
+# (default analytics.schema_migrations; the tests use a table of their own).
 #
 # Migrations are files migrations/NNNN_name.sql (NNNN: 4 digits, name:
 # [a-z0-9_]). Each holds statements ended by `;` at the end of a line (a `;`
@@ -36,10 +37,15 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MIGRATIONS_DIR=${ANALYTICS_MIGRATIONS_DIR:-$HERE/migrations}
-TABLE=analytics.schema_migrations
+TABLE=${ANALYTICS_MIGRATIONS_TABLE:-analytics.schema_migrations}
 
 say() { printf 'migrate: %s\n' "$*"; }
 die() { printf 'migrate: error: %s\n' "$1" >&2; exit "${2:-1}"; }
+
+[[ $TABLE =~ ^([a-z_][a-z0-9_]*)\.[a-z_][a-z0-9_]*$ ]] ||
+    die "ANALYTICS_MIGRATIONS_TABLE must be database.table in [a-z0-9_]: $TABLE" 2
+TABLE_DB=${BASH_REMATCH[1]}
+TABLE_NAME=${TABLE#*.}
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/analytics-migrate.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -164,7 +170,7 @@ error_code() { # the N of "Code: N," in a ClickHouse error body
 
 bootstrap() {
     ch "SELECT 1" >/dev/null
-    ch "CREATE DATABASE IF NOT EXISTS analytics" >/dev/null
+    ch "CREATE DATABASE IF NOT EXISTS $TABLE_DB" >/dev/null
     ch "CREATE TABLE IF NOT EXISTS $TABLE
 (
     version     UInt32 COMMENT 'NNNN of the file name',
@@ -299,7 +305,7 @@ cmd_status() {
     load_files
     # No DDL here: without the bookkeeping table everything is pending.
     local exists
-    exists=$(ch "SELECT count() FROM system.tables WHERE database = 'analytics' AND name = 'schema_migrations'")
+    exists=$(ch "SELECT count() FROM system.tables WHERE database = '$TABLE_DB' AND name = '$TABLE_NAME'")
     declare -gA APPLIED_SUM=() APPLIED_NAME=() APPLIED_AT=()
     [ "$exists" = 1 ] && load_applied
     local v all changed=0 sum
