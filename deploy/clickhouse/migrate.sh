@@ -273,7 +273,8 @@ cmd_up() {
     # Serialise runners on this host (same ClickHouse URL).
     if command -v flock >/dev/null 2>&1; then
         local lock
-        lock="${TMPDIR:-/tmp}/analytics-migrate.$(printf '%s' "$CH_URL" | sha256sum | cut -c1-16).lock"
+        # (in the stack dir when there is one, so the lock goes away with it)
+        lock="${ANALYTICS_STACK_DIR:-${TMPDIR:-/tmp}}/analytics-migrate.$(printf '%s' "$CH_URL" | sha256sum | cut -c1-16).lock"
         exec 9>"$lock"
         flock -w 120 9 || die "another migrate.sh holds $lock for more than 120 s"
     fi
