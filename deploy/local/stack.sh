@@ -114,7 +114,9 @@ XML
             <max_result_rows>1000000000</max_result_rows>
         </reader>
         <audit>
-            <readonly>2</readonly>
+            <!-- readonly=1 as well: the audit tier is read, never queried with
+                 per-query settings or table functions. -->
+            <readonly>1</readonly>
             <max_memory_usage>2000000000</max_memory_usage>
             <max_execution_time>60</max_execution_time>
         </audit>
