@@ -186,10 +186,11 @@ cmd_start() {
     AN_CH_AUDIT_PASSWORD=audit-$RANDOM$RANDOM
 
     log "state in $dir"
-    # nats-server with JetStream
+    # nats-server with JetStream; its stdout must not be ours, or `$(stack.sh start)`
+    # would wait for the server to exit
     mkdir -p "$dir/nats"
     nats-server -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" -js -sd "$dir/nats" \
-        -l "$dir/nats/server.log" -P "$dir/nats/pid" &
+        -l "$dir/nats/server.log" -P "$dir/nats/pid" </dev/null >"$dir/nats/stdout.log" 2>&1 &
     # redis-server, AOF on so a restart loses no queued job
     mkdir -p "$dir/redis"
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir/redis" \
