@@ -628,6 +628,18 @@ static void on_reconnected(natsConnection *nc, void *closure)
     an_info("NATS connection re-established");
 }
 
+/* nats.c calls this on its callback thread after every other connection
+ * callback; service_free() waits for it so none of them runs on freed memory. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    an_service *svc = closure;
+    pthread_mutex_lock(&svc->mu);
+    svc->nats_closed = true;
+    pthread_cond_broadcast(&svc->closed_cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     (void)nc;
@@ -667,6 +679,8 @@ static an_status connect_nats(an_service *svc, an_error *err)
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(opts, on_reconnected, svc);
     if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(opts, on_closed, svc);
+    if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(opts, on_async_error, svc);
     if (s != NATS_OK) {
         natsOptions_Destroy(opts);
@@ -686,12 +700,9 @@ static an_status connect_nats(an_service *svc, an_error *err)
         if (natsConnection_Status(svc->nc) == NATS_CONN_STATUS_CONNECTED)
             s = NATS_OK;
     }
-    if (s != NATS_OK) {
-        natsConnection_Destroy(svc->nc);
-        svc->nc = NULL;
+    if (s != NATS_OK) /* a retrying svc->nc is closed by service_free() */
         return an_error_set(err, AN_UNAVAILABLE, "cannot connect to NATS at %s: %s",
                             svc->cfg.nats_url, natsStatus_GetText(s));
-    }
     return AN_OK;
 }
 
@@ -923,6 +934,7 @@ static an_service *service_new(const an_service_def *def)
     cond_init_mono(&svc->work_cv);
     cond_init_mono(&svc->idle_cv);
     cond_init_mono(&svc->wd_cv);
+    cond_init_mono(&svc->closed_cv);
     svc->wd_wake_ns = INT64_MAX;
     size_t n = 0;
     while (def->endpoints[n].name)
@@ -940,6 +952,13 @@ static void service_free(an_service *svc)
     an_events_close(svc->events);
     if (svc->nc) {
         natsConnection_Close(svc->nc);
+        pthread_mutex_lock(&svc->mu);
+        int64_t deadline = an_mono_ns() + 5000 * NS_PER_MS;
+        while (!svc->nats_closed && an_mono_ns() < deadline) {
+            struct timespec ts = abs_mono(deadline);
+            pthread_cond_timedwait(&svc->closed_cv, &svc->mu, &ts);
+        }
+        pthread_mutex_unlock(&svc->mu);
         natsConnection_Destroy(svc->nc);
     }
     an_auth_verifier_free(svc->verifier);
@@ -950,6 +969,7 @@ static void service_free(an_service *svc)
     pthread_cond_destroy(&svc->work_cv);
     pthread_cond_destroy(&svc->idle_cv);
     pthread_cond_destroy(&svc->wd_cv);
+    pthread_cond_destroy(&svc->closed_cv);
     free(svc->workers);
     free(svc->eps);
     free(svc->ctx);

@@ -66,6 +66,8 @@ struct an_service {
     int nworkers;
     pthread_t watchdog;
     bool watchdog_started;
+    bool nats_closed;         /* the connection's closed callback has run */
+    pthread_cond_t closed_cv; /* signalled with nats_closed */
     an_ready_check checks[AN_SERVICE_MAX_READY_CHECKS];
     size_t nchecks;
 
