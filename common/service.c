@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <openssl/rand.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1145,6 +1146,20 @@ int64_t an_request_remaining_ms(const an_request *req)
 {
     int64_t left = req->deadline_ms - an_mono_ns() / NS_PER_MS;
     return left > 0 ? left : 0;
+}
+
+void an_request_log(const an_request *req, an_log_level level, const char *fmt, ...)
+{
+    if (level < an_log_get_level())
+        return;
+    an_buf msg = AN_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    an_buf_vaddf(&msg, fmt, ap);
+    va_end(ap);
+    an_log_ctx(level, req->auth ? req->auth->tenant : NULL, req->correlation_id, "%s",
+               an_buf_str(&msg));
+    an_buf_free(&msg);
 }
 
 /* ------------------------------------------------------------------ hooks */

@@ -86,6 +86,7 @@
 #include "common/buf.h"
 #include "common/config.h"
 #include "common/events.h"
+#include "common/log.h"
 #include "common/status.h"
 
 #include <cjson/cJSON.h>
@@ -200,6 +201,11 @@ const char *an_request_header(const an_request *req, const char *name);
 /* Milliseconds left before the request's deadline (0 when passed). Bound
  * downstream work (ClickHouse queries, calls) with it. */
 int64_t an_request_remaining_ms(const an_request *req);
+
+/* Log a line about this request: the caller's tenant and the correlation id
+ * are added to it (log.h). */
+void an_request_log(const an_request *req, an_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------ calling a service */
 

@@ -119,6 +119,7 @@ static an_status sleep_for(an_request *req, cJSON **data, an_error *err)
         return an_error_field(err, AN_INVALID_ARGUMENT, "ms", "ms must be 0..%lld",
                               (long long)ctx->max_sleep_ms);
     long n = (long)ms->valuedouble;
+    an_request_log(req, AN_LOG_DEBUG, "sleeping %ld ms", n);
     struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;

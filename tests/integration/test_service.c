@@ -805,6 +805,7 @@ START_TEST(test_service_slow_request_does_not_block_others)
         natsMsg_Destroy(m);
     }
     ck_assert_int_lt(th_now_ms() - t0, 2500); /* not 3 x 1 s one after the other */
+    ck_assert(log_has(p, "\"msg\":\"sleeping 1000 ms\""));
     natsSubscription_Destroy(sub);
     natsInbox_Destroy(inbox);
     ck_assert_int_eq(stop_svc(p, 10000), 0);
