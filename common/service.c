@@ -1,6 +1,7 @@
 /*
- * service.c - lifecycle, request dispatch and service-to-service calls of
- * the NATS service framework (see service.h for the contract).
+ * service.c - lifecycle and request dispatch of the NATS service framework
+ * (see service.h for the contract; service_call.c calls other services,
+ * discovery.c answers $SRV).
  *
  * Threads: nats.c delivers messages on its global delivery thread; the
  * request callback only queues a job. ANALYTICS_WORKERS workers run the
@@ -168,9 +169,7 @@ static void cond_init_mono(pthread_cond_t *cv)
     pthread_condattr_destroy(&a);
 }
 
-/* First value of header name, matched case-insensitively (nats.c 3.x keys
- * are case-sensitive, callers are not all careful). */
-static const char *msg_header(natsMsg *m, const char *name)
+const char *an_msg_header(natsMsg *m, const char *name)
 {
     const char *v = NULL;
     if (natsMsgHeader_Get(m, name, &v) == NATS_OK)
@@ -189,7 +188,7 @@ static const char *msg_header(natsMsg *m, const char *name)
 
 static const char *auth_header_fn(void *ud, const char *name)
 {
-    return msg_header(ud, name);
+    return an_msg_header(ud, name);
 }
 
 static bool correlation_ok(const char *s)
@@ -208,21 +207,13 @@ static bool correlation_ok(const char *s)
 /* The caller's correlation id when it is sane, else a fresh one. */
 static void pick_correlation_id(natsMsg *m, char *out)
 {
-    const char *c = msg_header(m, "Correlation-Id");
+    const char *c = an_msg_header(m, "Correlation-Id");
     if (!c || !*c)
-        c = msg_header(m, "X-Correlation-Id");
+        c = an_msg_header(m, "X-Correlation-Id");
     if (c && correlation_ok(c))
         snprintf(out, AN_CORRELATION_MAX + 1, "%s", c);
     else
         random_id(out, 26);
-}
-
-static an_status status_from_http(int code)
-{
-    for (int s = AN_OK; s <= AN_INTERNAL; s++)
-        if (an_status_http((an_status)s) == code)
-            return (an_status)s;
-    return code >= 500 ? AN_INTERNAL : AN_INVALID_ARGUMENT;
 }
 
 /* --------------------------------------------------------------- replies */
@@ -1139,7 +1130,7 @@ bool an_service_draining(const an_service *svc)
 
 const char *an_request_header(const an_request *req, const char *name)
 {
-    return msg_header(req->msg, name);
+    return an_msg_header(req->msg, name);
 }
 
 int64_t an_request_remaining_ms(const an_request *req)
@@ -1252,118 +1243,4 @@ an_status an_service_ready(an_service *svc, an_buf *report)
     if (report)
         an_buf_addc(report, '}');
     return result;
-}
-
-/* ---------------------------------------------------- calling a service */
-
-/* Decode a reply envelope (see service.h). */
-static an_status decode_reply(natsMsg *reply, const char *subject, cJSON **data, an_error *err)
-{
-    const char *code_hdr = msg_header(reply, "Nats-Service-Error-Code");
-    const char *raw = natsMsg_GetData(reply);
-    int len = natsMsg_GetDataLength(reply);
-    cJSON *doc = (raw && len > 0) ? cJSON_ParseWithLength(raw, (size_t)len) : NULL;
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
-    if (cJSON_IsObject(e)) {
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
-        const cJSON *details = cJSON_GetObjectItemCaseSensitive(e, "details");
-        const cJSON *field = cJSON_GetObjectItemCaseSensitive(details, "field");
-        an_status st = cJSON_IsString(code) ? an_status_from_code(code->valuestring) : AN_INTERNAL;
-        if (st == AN_OK)
-            st = AN_INTERNAL;
-        const char *text = cJSON_IsString(msg) ? msg->valuestring : an_status_code(st);
-        if (cJSON_IsString(field))
-            an_error_field(err, st, field->valuestring, "%s", text);
-        else
-            an_error_set(err, st, "%s", text);
-        cJSON_Delete(doc);
-        return st;
-    }
-    if (code_hdr) {
-        const char *text = msg_header(reply, "Nats-Service-Error");
-        an_status st = status_from_http(atoi(code_hdr));
-        if (st == AN_OK)
-            st = AN_INTERNAL;
-        cJSON_Delete(doc);
-        return an_error_set(err, st, "%s: %s", subject, text ? text : code_hdr);
-    }
-    cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(doc, "data");
-    cJSON_Delete(doc);
-    if (!d)
-        return an_error_set(err, AN_INTERNAL, "%s: the reply is not a {\"data\":...} envelope",
-                            subject);
-    *data = d;
-    return AN_OK;
-}
-
-static an_status call(natsConnection *nc, const char *subject, const cJSON *body,
-                      const an_auth *trusted, const char *authorization, const char *correlation_id,
-                      int64_t timeout_ms, cJSON **data, an_error *err)
-{
-    *data = NULL;
-    char *payload = body ? cJSON_PrintUnformatted(body) : NULL;
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, payload, payload ? (int)strlen(payload) : 0);
-    free(payload);
-    if (s == NATS_OK && authorization)
-        s = natsMsgHeader_Set(m, "Authorization", authorization);
-    if (s == NATS_OK && correlation_id)
-        s = natsMsgHeader_Set(m, "Correlation-Id", correlation_id);
-    if (s == NATS_OK && trusted) {
-        /* Local-dev identity travels on as it came in. */
-        an_buf v = AN_BUF_INIT;
-        s = natsMsgHeader_Set(m, "X-User-Id", trusted->user);
-        if (s == NATS_OK && trusted->tenant)
-            s = natsMsgHeader_Set(m, "X-Tenant-Id", trusted->tenant);
-        for (size_t i = 0; i < trusted->nroles; i++)
-            an_buf_addf(&v, "%s%s", i ? "," : "", trusted->roles[i]);
-        if (s == NATS_OK && v.len)
-            s = natsMsgHeader_Set(m, "X-Roles", v.data);
-        an_buf_reset(&v);
-        for (size_t i = 0; i < trusted->nscopes; i++)
-            an_buf_addf(&v, "%s%s", i ? " " : "", trusted->scopes[i]);
-        if (s == NATS_OK && v.len)
-            s = natsMsgHeader_Set(m, "X-Scopes", v.data);
-        an_buf_free(&v);
-    }
-    if (s != NATS_OK) {
-        natsMsg_Destroy(m);
-        return an_error_set(err, AN_INTERNAL, "%s: cannot build the request: %s", subject,
-                            natsStatus_GetText(s));
-    }
-    natsMsg *reply = NULL;
-    s = natsConnection_RequestMsg(&reply, nc, m, timeout_ms);
-    natsMsg_Destroy(m);
-    if (s == NATS_TIMEOUT)
-        return an_error_set(err, AN_UNAVAILABLE, "%s: no reply within %lld ms", subject,
-                            (long long)timeout_ms);
-    if (s == NATS_NO_RESPONDERS)
-        return an_error_set(err, AN_UNAVAILABLE, "%s: no service is listening", subject);
-    if (s != NATS_OK)
-        return an_error_set(err, AN_UNAVAILABLE, "%s: %s", subject, natsStatus_GetText(s));
-    an_status st = decode_reply(reply, subject, data, err);
-    natsMsg_Destroy(reply);
-    return st;
-}
-
-an_status an_service_call(natsConnection *nc, const char *subject, const cJSON *body,
-                          const char *authorization, const char *correlation_id, int64_t timeout_ms,
-                          cJSON **data, an_error *err)
-{
-    return call(nc, subject, body, NULL, authorization, correlation_id, timeout_ms, data, err);
-}
-
-an_status an_request_call(const an_request *req, const char *subject, const cJSON *body,
-                          int64_t timeout_ms, cJSON **data, an_error *err)
-{
-    *data = NULL;
-    int64_t left = an_request_remaining_ms(req);
-    if (left <= 0)
-        return an_error_set(err, AN_UNAVAILABLE, "%s: the request's deadline has passed", subject);
-    if (timeout_ms <= 0 || timeout_ms > left)
-        timeout_ms = left;
-    const an_auth *a = req->auth;
-    return call(req->svc->nc, subject, body, (a->authenticated && a->trusted) ? a : NULL,
-                a->authorization, req->correlation_id, timeout_ms, data, err);
 }

@@ -84,6 +84,10 @@ static inline int64_t an_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* First value of header name, matched case-insensitively (nats.c 3.x keys
+ * are case-sensitive, callers are not all careful); NULL when absent. */
+const char *an_msg_header(natsMsg *m, const char *name);
+
 /* discovery.c: subscribe to / leave the $SRV subjects. */
 natsStatus an_srv_subscribe(an_service *svc);
 void an_srv_unsubscribe(an_service *svc);
