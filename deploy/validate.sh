@@ -345,7 +345,7 @@ def check_workload(f, d, svc, data, images, used_images, deployment):
                     bad(f, f"{where}: env {n} is not set")
             if not any(n in env for n in JWT_ENV):
                 bad(f, f"{where}: neither ANALYTICS_JWT_SECRET nor ANALYTICS_JWT_PUBLIC_KEY_FILE is set")
-            th = str(env.get("ANALYTICS_TRUSTED_HEADERS", "false")).strip().lower()
+            th = str(env.get("ANALYTICS_AUTH_TRUSTED_HEADERS", "false")).strip().lower()
             if th not in ("false", "0", "no", "off", ""):
                 bad(f, f"{where}: trusted-headers mode is on ({th}); it must be off in the manifests")
             ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}

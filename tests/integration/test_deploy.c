@@ -96,7 +96,7 @@ START_TEST(test_validate_rejects_trusted_headers_mode_on)
 {
     int rc = -1;
     char *out = validate_broken_copy(
-        "sed -i 's/^ANALYTICS_TRUSTED_HEADERS=.*/ANALYTICS_TRUSTED_HEADERS=true/' "
+        "sed -i 's/^ANALYTICS_AUTH_TRUSTED_HEADERS=.*/ANALYTICS_AUTH_TRUSTED_HEADERS=true/' "
         "%1$s/k8s/config.env",
         &rc);
     ck_assert_msg(rc == 1, "exit %d: %s", rc, out);
