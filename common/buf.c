@@ -40,6 +40,8 @@ void an_buf_grow(an_buf *b, size_t n)
     }
     b->data = p;
     b->cap = cap;
+    /* keep the promise of buf.h even when nothing is appended after a grow */
+    b->data[b->len] = '\0';
 }
 
 void an_buf_add(an_buf *b, const void *data, size_t n)
