@@ -737,6 +737,65 @@ START_TEST(test_http_file_route_serves_ranges_and_head)
 }
 END_TEST
 
+START_TEST(test_http_client_vanishing_mid_download_leaves_the_server_healthy)
+{
+    make_file(20u << 20);
+    an_http_server *s = start(NULL, NULL, add_routes);
+    int port = an_http_port(s);
+    for (int round = 0; round < 3; round++) {
+        int fd = connect_to(port);
+        const char *req = "GET /files/big.bin HTTP/1.1\r\n\r\n";
+        send_all(fd, req, strlen(req));
+        char buf[65536];
+        size_t got = 0;
+        while (got < (1u << 20)) {
+            ssize_t n = recv(fd, buf, sizeof(buf), 0);
+            ck_assert_int_gt(n, 0);
+            got += (size_t)n;
+        }
+        /* RST instead of FIN: the server's next write fails at once */
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+    }
+    th_sleep_ms(200);
+    char *r = get(port, "/healthz"); /* still alive: no SIGPIPE, no stuck loop */
+    ck_assert_int_eq(status_of(r), 200);
+    free(r);
+    unlink(file_path);
+    an_http_server_free(s);
+}
+END_TEST
+
+START_TEST(test_http_client_that_stops_reading_is_cut_off_after_idle_timeout)
+{
+    make_file(20u << 20);
+    an_http_options o = {.idle_timeout_ms = 300};
+    an_http_server *s = start(NULL, &o, add_routes);
+    int fd = connect_to(an_http_port(s));
+    int small = 64 * 1024; /* small kernel buffers, so the server's writes stall soon */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    const char *req = "GET /files/big.bin HTTP/1.1\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    th_sleep_ms(1500); /* read nothing for far longer than the idle timeout */
+    size_t total = 0;
+    char buf[65536];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 3000) <= 0)
+            ck_abort_msg("the server neither sent nor closed (got %zu bytes)", total);
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            break; /* closed (FIN or reset) */
+        total += (size_t)n;
+    }
+    close(fd);
+    ck_assert_msg(total < (20u << 20), "received all %zu bytes despite the timeout", total);
+    unlink(file_path);
+    an_http_server_free(s);
+}
+END_TEST
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static void slow(const an_http_request *req, an_http_response *res, void *arg)
@@ -885,6 +944,8 @@ Suite *http_suite(void)
     tcase_add_test(tc, test_http_routes_match_longest_prefix_and_see_the_request);
     tcase_add_test(tc, test_http_file_route_streams_50mb_without_holding_it_in_memory);
     tcase_add_test(tc, test_http_file_route_serves_ranges_and_head);
+    tcase_add_test(tc, test_http_client_vanishing_mid_download_leaves_the_server_healthy);
+    tcase_add_test(tc, test_http_client_that_stops_reading_is_cut_off_after_idle_timeout);
     tcase_add_test(tc, test_http_stop_closes_open_connections_and_returns);
     tcase_add_test(tc, test_http_bad_address_and_port_in_use_fail_at_start);
     tcase_add_test(tc, test_http_serves_concurrent_clients);
