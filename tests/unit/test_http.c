@@ -629,6 +629,10 @@ START_TEST(test_http_file_route_streams_50mb_without_holding_it_in_memory)
     int code;
     char *res = th_run(cmd, &code);
     long peak = status_kb("VmHWM");
+    /* hash, then remove both 50 MB files before any assertion can exit */
+    char *want = sha256_of(file_path), *got = sha256_of(out_path);
+    unlink(out_path);
+    unlink(file_path);
     ck_assert_int_eq(code, 0);
     ck_assert_msg(strstr(res, "code=200 size=52428800") != NULL, "curl said: %s", res);
     ck_assert_ptr_nonnull(strstr(res, "Content-Length: 52428800\r\n"));
@@ -636,15 +640,12 @@ START_TEST(test_http_file_route_streams_50mb_without_holding_it_in_memory)
     ck_assert_ptr_nonnull(
         strstr(res, "Content-Disposition: attachment; filename=\"export_2026_11.bin\"\r\n"));
     free(res);
-    char *want = sha256_of(file_path), *got = sha256_of(out_path);
     ck_assert_str_eq(got, want);
     free(want);
     free(got);
     /* the server process never held the file: its peak grew by far less than 50 MB */
     ck_assert_msg(peak - rss_before < 16 * 1024, "RSS grew by %ld kB during the download",
                   peak - rss_before);
-    unlink(out_path);
-    unlink(file_path);
     an_http_server_free(s);
 }
 END_TEST
