@@ -422,6 +422,7 @@ void an_ch_parser_free(an_ch_parser *p)
     an_buf_free(&p->exception);
     free(p->fields);
     free(p->lens);
+    free(p->raw);
     memset(p, 0, sizeof(*p));
 }
 
@@ -447,7 +448,14 @@ static size_t split_line(an_ch_parser *p, const char *line, size_t len)
                 abort();
             }
         }
-        if (fend - s == 2 && s[0] == '\\' && s[1] == 'N') {
+        if (p->raw && n < p->ncols && p->raw[n]) {
+            size_t dl = (size_t)(fend - s);
+            memcpy(o, s, dl);
+            o[dl] = '\0';
+            p->fields[n] = o;
+            p->lens[n] = dl;
+            o += dl + 1;
+        } else if (fend - s == 2 && s[0] == '\\' && s[1] == 'N') {
             p->fields[n] = NULL;
             p->lens[n] = 0;
         } else {
@@ -608,6 +616,15 @@ static an_status process_line(an_ch_parser *p, const char *line, size_t len)
             return AN_OK;
         }
         p->types = copy_fields(p, n);
+        /* Composite values are written as literals ('a\'b' inside [...]),
+         * not TSV-escaped: hand them over as they are. */
+        p->raw = calloc(n, sizeof(*p->raw));
+        if (!p->raw)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            p->raw[i] = strncmp(p->types[i], "Array(", 6) == 0 ||
+                        strncmp(p->types[i], "Tuple(", 6) == 0 ||
+                        strncmp(p->types[i], "Map(", 4) == 0;
         p->phase = 2;
         return AN_OK;
     }
@@ -939,6 +956,8 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
     }
     ch->req = NULL;
     ch->stats.requests++;
+    if (!r->http) /* no body: the write callback never ran */
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->http);
     if (r->http != 200) {
         int code = 0;
         an_status st;

@@ -141,8 +141,10 @@ typedef struct an_ch_settings {
 
 /* One result row, valid only during the callback. fields[i] is the unescaped
  * value of column i, NUL-terminated (binary values may contain NULs: use
- * lens[i]); fields[i] is NULL for a SQL NULL. names and types are the result's
- * column names and ClickHouse types. */
+ * lens[i]); fields[i] is NULL for a SQL NULL. Array, Tuple and Map values
+ * come in ClickHouse's literal syntax, as the server writes them, e.g.
+ * ['it\'s','b'] (quoted elements keep their backslash escapes). names and
+ * types are the result's column names and ClickHouse types. */
 typedef struct an_ch_row {
     size_t ncols;
     const char *const *fields;

@@ -61,6 +61,7 @@ typedef struct an_ch_parser {
     int phase;     /* 0: expects names, 1: types, 2: rows */
     size_t ncols;
     char **names, **types;
+    bool *raw;      /* per column: a composite literal, not unescaped */
     an_buf partial; /* an incomplete line carried to the next chunk */
     an_buf rowbuf;  /* decoded fields of the current line, NUL-separated */
     const char **fields;

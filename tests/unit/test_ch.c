@@ -402,6 +402,23 @@ START_TEST(test_ch_parser_multiline_exception_is_kept_whole)
 }
 END_TEST
 
+START_TEST(test_ch_parser_hands_arrays_as_literals)
+{
+    static const char body[] = "a\ts\nArray(String)\tString\n['it\\'s','t\\tx','\\\\']\tit\\'s\n";
+    an_ch_parser p;
+    collect c = {AN_BUF_INIT, 0, -1};
+    an_error err;
+    int code;
+    an_ch_parser_init(&p, collect_row, &c, &err);
+    ck_assert_int_eq(an_ch_parser_feed(&p, body, sizeof(body) - 1), AN_OK);
+    ck_assert_int_eq(an_ch_parser_finish(&p, &code), AN_OK);
+    /* the array as the server wrote it; the string decoded */
+    ck_assert_str_eq(c.log.data, "['it\\'s','t\\tx','\\\\']|it's\n");
+    an_ch_parser_free(&p);
+    an_buf_free(&c.log);
+}
+END_TEST
+
 START_TEST(test_ch_parser_callback_status_stops_and_is_returned)
 {
     collect c = {AN_BUF_INIT, 0, 1};
@@ -658,6 +675,7 @@ Suite *ch_suite(void)
     tcase_add_test(tc, test_ch_parser_exception_without_header);
     tcase_add_test(tc, test_ch_parser_one_column_exception_lookalike_rows_stay_data);
     tcase_add_test(tc, test_ch_parser_multiline_exception_is_kept_whole);
+    tcase_add_test(tc, test_ch_parser_hands_arrays_as_literals);
     tcase_add_test(tc, test_ch_parser_callback_status_stops_and_is_returned);
     tcase_add_test(tc, test_ch_parser_rejects_malformed_rows);
     tcase_add_test(tc, test_ch_parser_memory_is_bounded_by_longest_row);
