@@ -1276,7 +1276,9 @@ an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, s
 
 struct an_ch_batch {
     an_ch_format format;
+    char *table;
     char *statement;
+    bool checked; /* RowBinary: declared types matched the table's */
     char **names;
     int *types;
     size_t ncols;
@@ -1346,6 +1348,7 @@ an_status an_ch_batch_new(const char *table, const an_ch_column *cols, size_t nc
     if (!b->names || !b->types)
         abort();
     b->format = format;
+    b->table = xstrdup(table);
     b->ncols = ncols;
     an_buf st = AN_BUF_INIT;
     an_buf_addf(&st, "INSERT INTO %s (", table);
@@ -1366,6 +1369,7 @@ void an_ch_batch_free(an_ch_batch *b)
         return;
     free_strv(b->names, b->ncols);
     free(b->types);
+    free(b->table);
     free(b->statement);
     an_buf_free(&b->data);
     free(b);
@@ -1747,12 +1751,95 @@ void an_ch_batch_reset(an_ch_batch *b)
     b->bad = false;
 }
 
-an_status an_ch_insert(an_ch *ch, const an_ch_batch *b, const an_ch_settings *settings,
-                       unsigned flags, an_error *err)
+/* If the type text [t, t+n) is w...")", narrow it to the inside. */
+static bool unwrap(const char **t, size_t *n, const char *w)
 {
-    if (b->rows == 0) {
-        ch->last_code = 0;
+    size_t wl = strlen(w);
+    if (*n <= wl || strncmp(*t, w, wl) != 0 || (*t)[*n - 1] != ')')
+        return false;
+    *t += wl;
+    *n -= wl + 1;
+    return true;
+}
+
+/* Does the table's type t (from DESCRIBE TABLE) have the binary layout of
+ * the declared type? LowCardinality does not change RowBinary's layout. */
+static bool same_layout(int declared, const char *t)
+{
+    size_t n = strlen(t);
+    unwrap(&t, &n, "LowCardinality(");
+    if ((declared & AN_CH_NULLABLE) && !unwrap(&t, &n, "Nullable("))
+        return false;
+    int base = declared & ~AN_CH_NULLABLE;
+    if (base == AN_CH_ARRAY_STRING) {
+        if (!unwrap(&t, &n, "Array("))
+            return false;
+        unwrap(&t, &n, "LowCardinality(");
+        return n == 6 && strncmp(t, "String", 6) == 0;
+    }
+    if (base == AN_CH_DATETIME && n > 9 && strncmp(t, "DateTime(", 9) == 0)
+        return true; /* DateTime('Europe/Paris') is a UInt32 as well */
+    const char *want = type_name(base);
+    return strlen(want) == n && strncmp(t, want, n) == 0;
+}
+
+typedef struct {
+    an_ch_batch *b;
+    bool *seen;
+    char msg[200];
+} schema_check;
+
+static an_status check_column(void *ud, const an_ch_row *row, an_error *err)
+{
+    (void)err;
+    schema_check *c = ud;
+    if (row->ncols < 2 || !row->fields[0] || !row->fields[1])
         return AN_OK;
+    for (size_t i = 0; i < c->b->ncols; i++) {
+        if (strcmp(c->b->names[i], row->fields[0]) != 0)
+            continue;
+        c->seen[i] = true;
+        if (!same_layout(c->b->types[i], row->fields[1]) && !c->msg[0])
+            snprintf(c->msg, sizeof(c->msg), "column %s is %s in %s, the batch declares %s%s%s",
+                     c->b->names[i], row->fields[1], c->b->table,
+                     (c->b->types[i] & AN_CH_NULLABLE) ? "Nullable(" : "",
+                     type_name(c->b->types[i]), (c->b->types[i] & AN_CH_NULLABLE) ? ")" : "");
+    }
+    return AN_OK;
+}
+
+/* RowBinary has no field separators: a declared type narrower or wider than
+ * the column's would shift every following byte. Check once per batch. */
+static an_status check_schema(an_ch *ch, an_ch_batch *b, an_error *err)
+{
+    char sql[400];
+    snprintf(sql, sizeof(sql), "DESCRIBE TABLE %s", b->table);
+    schema_check c = {b, calloc(b->ncols, sizeof(bool)), ""};
+    if (!c.seen)
+        abort();
+    an_status st = an_ch_query(ch, sql, NULL, check_column, &c, err);
+    if (st == AN_OK && c.msg[0])
+        st = an_error_field(err, AN_INVALID_ARGUMENT, "columns", "%s", c.msg);
+    for (size_t i = 0; st == AN_OK && i < b->ncols; i++)
+        if (!c.seen[i])
+            st = an_error_field(err, AN_INVALID_ARGUMENT, "columns", "%s has no column %s",
+                                b->table, b->names[i]);
+    free(c.seen);
+    if (st == AN_OK)
+        b->checked = true;
+    return st;
+}
+
+an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings, unsigned flags,
+                       an_error *err)
+{
+    ch->last_code = 0;
+    if (b->rows == 0)
+        return AN_OK;
+    if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
+        an_status st = check_schema(ch, b, err);
+        if (st != AN_OK)
+            return st;
     }
     return an_ch_insert_raw(ch, b->statement, b->data.data, b->row_start, settings, flags, err);
 }
