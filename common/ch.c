@@ -858,22 +858,25 @@ static an_status http_status_error(long http, an_error *err, const char *body)
     return an_error_set(err, st, "clickhouse: HTTP %ld: %.200s", http, body);
 }
 
-/* True when a 200 body of exec/insert/query_buf ends with an exception: the
- * text from the last line that starts like one to the end of the body. */
-static const char *trailing_exception(const char *b, size_t len)
+/* The exception at the end of a 200 body of exec/insert/query_buf, or NULL:
+ * the body's last line must end an exception text (see exception_ends) and
+ * the exception starts at the nearest line above it that starts like one. */
+const char *an_ch_trailing_exception(const char *b, size_t len)
 {
+    while (len > 0 && b[len - 1] == '\n')
+        len--;
     if (len == 0)
         return NULL;
-    size_t scan = len > AN_CH_EXCEPTION_MAX ? AN_CH_EXCEPTION_MAX : len;
-    const char *start = b + len - scan;
-    const char *found = NULL;
-    for (const char *s = start; s < b + len; s++) {
-        if ((s == b || s[-1] == '\n') && an_ch_looks_like_exception(s, (size_t)(b + len - s))) {
-            found = s;
-            break;
-        }
-    }
-    return found;
+    const char *end = b + len, *last = end;
+    while (last > b && last[-1] != '\n')
+        last--;
+    if (!exception_ends(last, (size_t)(end - last)))
+        return NULL;
+    const char *floor = len > AN_CH_EXCEPTION_MAX ? end - AN_CH_EXCEPTION_MAX : b;
+    for (const char *s = last; s >= floor; s--)
+        if ((s == b || s[-1] == '\n') && an_ch_looks_like_exception(s, (size_t)(end - s)))
+            return s;
+    return NULL;
 }
 
 /*
@@ -1212,7 +1215,8 @@ an_status an_ch_query_buf(an_ch *ch, const char *sql, const char *format,
     an_buf_free(&r.errbody);
     if (st != AN_OK)
         return st;
-    const char *e = out->data ? trailing_exception(out->data + start, out->len - start) : NULL;
+    const char *e =
+        out->data ? an_ch_trailing_exception(out->data + start, out->len - start) : NULL;
     if (e) {
         int code;
         st = an_ch_exception_to_error(e, (size_t)(out->data + out->len - e), &code, err);
@@ -1225,7 +1229,8 @@ an_status an_ch_query_buf(an_ch *ch, const char *sql, const char *format,
 /* A 200 answer to exec/insert has an empty body, unless the server failed late. */
 static an_status check_quiet_body(an_ch *ch, request *r, an_error *err)
 {
-    const char *e = r->errbody.len ? trailing_exception(r->errbody.data, r->errbody.len) : NULL;
+    const char *e =
+        r->errbody.len ? an_ch_trailing_exception(r->errbody.data, r->errbody.len) : NULL;
     if (!e)
         return AN_OK;
     int code;

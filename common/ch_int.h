@@ -40,6 +40,12 @@ bool an_ch_looks_like_exception(const char *text, size_t len);
  * AN_INTERNAL with *code = 0 when text is not an exception. */
 an_status an_ch_exception_to_error(const char *text, size_t len, int *code, an_error *err);
 
+/* Where the exception appended to a raw 200 body (exec, insert, query_buf)
+ * starts, or NULL: the last line must end an exception text (", e.what() =
+ * ..." or "(version ...)") and the nearest line above it starting with
+ * "Code: N" begins it. */
+const char *an_ch_trailing_exception(const char *body, size_t len);
+
 /* The an_status of a ClickHouse error code (see ch.h). */
 an_status an_ch_status_for_code(int code);
 

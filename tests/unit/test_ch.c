@@ -131,6 +131,28 @@ START_TEST(test_ch_exception_lookalikes_are_not_exceptions)
 }
 END_TEST
 
+START_TEST(test_ch_trailing_exception_only_at_the_end_of_a_raw_body)
+{
+    static const char exc[] = "Code: 396, e.displayText() = DB::Exception: Limit for result "
+                              "exceeded, e.what() = DB::Exception\n";
+    an_buf b = AN_BUF_INIT;
+    an_buf_adds(&b, "1,\"a\"\n2,\"b\"\n");
+    size_t data_len = b.len;
+    ck_assert_ptr_null(an_ch_trailing_exception(b.data, b.len));
+    an_buf_adds(&b, exc);
+    ck_assert_ptr_eq(an_ch_trailing_exception(b.data, b.len), b.data + data_len);
+    /* the same text followed by more data is data */
+    an_buf_adds(&b, "3,\"c\"\n");
+    ck_assert_ptr_null(an_ch_trailing_exception(b.data, b.len));
+    /* a multi-line exception starts at its Code: line */
+    an_buf_reset(&b);
+    an_buf_adds(&b, "x\nCode: 62. DB::Exception: Syntax error\nnear here. (SYNTAX_ERROR) "
+                    "(version 23.8.1.1)\n");
+    ck_assert_ptr_eq(an_ch_trailing_exception(b.data, b.len), b.data + 2);
+    an_buf_free(&b);
+}
+END_TEST
+
 START_TEST(test_ch_codes_map_to_statuses)
 {
     static const struct {
@@ -665,6 +687,7 @@ Suite *ch_suite(void)
     tcase_add_test(tc, test_ch_exception_new_format_is_understood);
     tcase_add_test(tc, test_ch_exception_auth_failure_is_internal_and_says_so);
     tcase_add_test(tc, test_ch_exception_lookalikes_are_not_exceptions);
+    tcase_add_test(tc, test_ch_trailing_exception_only_at_the_end_of_a_raw_body);
     tcase_add_test(tc, test_ch_codes_map_to_statuses);
     tcase_add_test(tc, test_ch_params_send_only_set_values_with_readonly_last);
     tcase_add_test(tc, test_ch_params_zero_settings_send_nothing);
