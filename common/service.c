@@ -314,6 +314,7 @@ static void log_outcome(const an_ep *ep, const char *tenant, const char *correla
 static void reply_unrun(an_service *svc, an_ep *ep, const char *reply, const char *correlation_id,
                         an_status st, const an_error *err, int64_t dur_ns)
 {
+    an_svc_ops_observe(svc, ep->def->name, st, dur_ns);
     if (svc->observer)
         svc->observer(svc->observer_ud, ep->def->name, st, dur_ns);
     if (reply && *reply)
@@ -475,6 +476,7 @@ static void run_job(an_service *svc, an_job *j)
     }
     pthread_mutex_unlock(&svc->mu);
     if (mine) {
+        an_svc_ops_observe(svc, ep->def->name, st, dur);
         if (svc->observer)
             svc->observer(svc->observer_ud, ep->def->name, st, dur);
         const char *reply = natsMsg_GetReply(j->msg);
@@ -938,6 +940,7 @@ static an_service *service_new(const an_service_def *def)
 
 static void service_free(an_service *svc)
 {
+    an_svc_ops_free(svc);
     for (size_t i = 0; i < svc->neps; i++)
         natsSubscription_Destroy(svc->eps[i].sub);
     an_srv_unsubscribe(svc);
@@ -980,7 +983,10 @@ static an_status service_start(an_service *svc, bool *init_done, an_error *err)
             ep->def->timeout_ms > 0 ? ep->def->timeout_ms : svc->cfg.request_timeout_ms;
     }
     rfc3339_now(svc->started, sizeof(svc->started));
-    an_status s = connect_nats(svc, err);
+    an_status s = an_svc_ops_init(svc, err);
+    if (s != AN_OK)
+        return s;
+    s = connect_nats(svc, err);
     if (s != AN_OK)
         return s;
     if (svc->def->events) {
@@ -997,7 +1003,10 @@ static an_status service_start(an_service *svc, bool *init_done, an_error *err)
     s = start_threads(svc, err);
     if (s != AN_OK)
         return s;
-    return subscribe_endpoints(svc, err);
+    s = subscribe_endpoints(svc, err);
+    if (s != AN_OK)
+        return s;
+    return an_svc_ops_start(svc, err);
 }
 
 /* Wait for SIGTERM/SIGINT (blocked in every thread, see below) or
@@ -1070,6 +1079,7 @@ int an_service_main(const an_service_def *def, int argc, char **argv)
 
     wait_for_stop(svc, &set);
     size_t stuck = drain(svc);
+    an_svc_ops_stop(svc);
     if (stuck) {
         /* The handlers still use ctx and the connection: leave them be and
          * let the process end take everything down. */

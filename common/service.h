@@ -86,7 +86,9 @@
 #include "common/buf.h"
 #include "common/config.h"
 #include "common/events.h"
+#include "common/http.h"
 #include "common/log.h"
+#include "common/prom.h"
 #include "common/status.h"
 
 #include <cjson/cJSON.h>
@@ -260,5 +262,22 @@ an_status an_service_add_ready_check(an_service *svc, const char *name, an_ready
  * service is not draining; AN_UNAVAILABLE otherwise. report (may be NULL) gets
  * a JSON object {"nats":"ok","clickhouse":"unavailable: ...",...}. */
 an_status an_service_ready(an_service *svc, an_buf *report);
+
+/* ------------------------------------------------------ operations (HTTP) */
+
+/* The service's Prometheus registry, rendered on /metrics. Valid from init
+ * to exit; add the service's own metrics to it (prom.h). The framework
+ * keeps analytics_requests_total{service,endpoint,code} and
+ * analytics_request_duration_seconds{service,endpoint} in it. */
+an_prom_registry *an_service_metrics(const an_service *svc);
+
+/* Serve every path under prefix on the HTTP port with fn (http.h), e.g. the
+ * signed download links of exports. Call from init only (the server starts
+ * after init); prefix is borrowed and must outlive the service. */
+an_status an_service_add_http_route(an_service *svc, const char *prefix, an_http_handler fn,
+                                    void *arg, an_error *err);
+
+/* The bound HTTP port (useful with ANALYTICS_HTTP_ADDR=127.0.0.1:0), 0 when off. */
+int an_service_http_port(const an_service *svc);
 
 #endif

@@ -8,12 +8,16 @@
 
 #include "common/service.h"
 
+#include "common/http.h"
+#include "common/prom.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
 #define AN_SERVICE_ID_LEN  22 /* like a NATS nuid: 22 base62 characters */
 #define AN_CORRELATION_MAX 128
+#define AN_SERVICE_MAX_ROUTES 8
 #define AN_SRV_SUBS        9 /* PING/INFO/STATS x (all, name, name.id) */
 
 /* One endpoint at run time. The counters are guarded by an_service.mu. */
@@ -71,6 +75,16 @@ struct an_service {
     an_ready_check checks[AN_SERVICE_MAX_READY_CHECKS];
     size_t nchecks;
 
+    /* Operations (service_ops.c): metrics registry, HTTP server, routes. */
+    an_prom_registry *prom;
+    an_http_server *http;
+    struct {
+        const char *prefix;
+        an_http_handler fn;
+        void *arg;
+    } routes[AN_SERVICE_MAX_ROUTES];
+    size_t nroutes;
+
     an_request_observer_fn observer;
     void *observer_ud;
     atomic_bool stop_requested;
@@ -91,5 +105,12 @@ const char *an_msg_header(natsMsg *m, const char *name);
 /* discovery.c: subscribe to / leave the $SRV subjects. */
 natsStatus an_srv_subscribe(an_service *svc);
 void an_srv_unsubscribe(an_service *svc);
+
+/* service_ops.c */
+an_status an_svc_ops_init(an_service *svc, an_error *err);  /* registry; before init */
+an_status an_svc_ops_start(an_service *svc, an_error *err); /* HTTP; after start */
+void an_svc_ops_observe(an_service *svc, const char *endpoint, an_status st, int64_t dur_ns);
+void an_svc_ops_stop(an_service *svc); /* stop HTTP; idempotent */
+void an_svc_ops_free(an_service *svc); /* stop and free the registry */
 
 #endif

@@ -101,6 +101,7 @@ static proc *start_svc(const char *name, const char *const *extra)
     snprintf(env[n++], sizeof(env[0]), "ANALYTICS_TESTSVC_NAME=%s", name);
     snprintf(env[n++], sizeof(env[0]), "ANALYTICS_JWT_SECRET=%s", SECRET);
     snprintf(env[n++], sizeof(env[0]), "ANALYTICS_LOG_LEVEL=debug");
+    snprintf(env[n++], sizeof(env[0]), "ANALYTICS_HTTP_ADDR=127.0.0.1:0");
     for (int i = 0; extra && extra[i] && n < 15; i++)
         snprintf(env[n++], sizeof(env[0]), "%s", extra[i]);
     char *envp[17];
@@ -118,6 +119,21 @@ static proc *start_svc(const char *name, const char *const *extra)
     free(s);
     ck_assert_int_eq(strlen(p->id), 22);
     return p;
+}
+
+/* The HTTP port p logged at start ("... (port N)"), 0 when none. */
+static int http_port_of(const proc *p)
+{
+    char *s = read_all(p->log);
+    const char *at = strstr(s, "/healthz /readyz /metrics on ");
+    int port = 0;
+    if (at) {
+        const char *pp = strstr(at, "(port ");
+        if (pp)
+            port = atoi(pp + 6);
+    }
+    free(s);
+    return port;
 }
 
 /* SIGTERM p and return its exit status (as waitpid) or -1 on timeout. */
@@ -1153,6 +1169,61 @@ START_TEST(test_events_stream_created_when_missing_and_extended_when_present)
 }
 END_TEST
 
+START_TEST(test_service_http_metrics_count_requests_and_readyz_follows_drain)
+{
+    char *name = th_unique("ops");
+    proc *p = start_svc(name, NULL);
+    int port = http_port_of(p);
+    ck_assert_int_gt(port, 0);
+    char *tok = token("u1", "t1");
+    const char *h[] = {"Authorization", tok, NULL};
+    natsStatus st;
+    for (int i = 0; i < 3; i++)
+        natsMsg_Destroy(request(subject_of(p, "echo"), "{}", h, 3000, &st));
+    natsMsg_Destroy(request(subject_of(p, "echo"), "{}", NULL, 3000, &st)); /* 401 */
+
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/metrics", port);
+    char *m = th_run(cmd, NULL);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "analytics_requests_total{service=\"%s\",endpoint=\"echo\",code=\"ok\"} 3\n", name);
+    ck_assert_msg(strstr(m, want), "no %s in %s", want, m);
+    snprintf(want, sizeof(want),
+             "analytics_requests_total{service=\"%s\",endpoint=\"echo\","
+             "code=\"unauthenticated\"} 1\n",
+             name);
+    ck_assert_msg(strstr(m, want), "no %s in %s", want, m);
+    snprintf(want, sizeof(want),
+             "analytics_request_duration_seconds_count{service=\"%s\",endpoint=\"echo\"} 4\n",
+             name);
+    ck_assert_msg(strstr(m, want), "no %s in %s", want, m);
+    free(m);
+
+    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/readyz",
+             port);
+    char *code = th_run(cmd, NULL);
+    ck_assert_str_eq(code, "200");
+    free(code);
+    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
+             port);
+    code = th_run(cmd, NULL);
+    ck_assert_str_eq(code, "200");
+    free(code);
+    free(tok);
+
+    /* After SIGTERM the port is closed: the process is gone, exit 0. */
+    int rc = stop_svc(p, 10000);
+    ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
+             port);
+    code = th_run(cmd, NULL);
+    ck_assert_str_eq(code, "000");
+    free(code);
+    free(name);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1170,6 +1241,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_service_call_forwards_identity_and_decodes_envelopes);
     tcase_add_test(tc, test_service_trusted_headers_only_in_dev_mode);
     tcase_add_test(tc, test_service_bad_config_exits_2_naming_the_variable);
+    tcase_add_test(tc, test_service_http_metrics_count_requests_and_readyz_follows_drain);
     suite_add_tcase(s, tc);
 
     TCase *te = tcase_create("events");
