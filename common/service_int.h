@@ -35,6 +35,11 @@ typedef struct an_ep {
 
 typedef struct an_job an_job;
 
+typedef struct an_ops_check {
+    an_service *svc;
+    size_t index; /* into an_service.checks */
+} an_ops_check;
+
 typedef struct an_ready_check {
     char name[64];
     an_ready_fn fn;
@@ -84,6 +89,11 @@ struct an_service {
         void *arg;
     } routes[AN_SERVICE_MAX_ROUTES];
     size_t nroutes;
+    an_ops_check ops_checks[AN_SERVICE_MAX_READY_CHECKS];
+    pthread_mutex_t ops_mu; /* guards the readiness clients below */
+    bool ops_mu_init;
+    struct an_ch *ready_ch;       /* ClickHouse readiness probe connection */
+    struct redisContext *ready_redis; /* Redis readiness probe connection */
 
     an_request_observer_fn observer;
     void *observer_ud;

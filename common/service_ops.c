@@ -12,6 +12,7 @@
  */
 #include "common/service_int.h"
 
+#include "common/ch.h"
 #include "common/http.h"
 #include "common/prom.h"
 
@@ -47,19 +48,62 @@ void an_svc_ops_observe(an_service *svc, const char *endpoint, an_status st, int
         an_prom_histogram_observe(h, (double)dur_ns / 1e9);
 }
 
-static int ready_check(void *arg, char *reason, size_t reason_size)
+/* /readyz shows one line per dependency: "nats" (connected, not draining)
+ * and every check added with an_service_add_ready_check. */
+static int nats_check(void *arg, char *reason, size_t reason_size)
 {
     an_service *svc = arg;
-    an_buf report = AN_BUF_INIT;
-    an_status s = an_service_ready(svc, &report);
-    if (s != AN_OK)
-        snprintf(reason, reason_size, "%s", an_buf_str(&report));
-    an_buf_free(&report);
-    return s == AN_OK ? 0 : 1;
+    if (atomic_load(&svc->draining)) {
+        snprintf(reason, reason_size, "draining");
+        return 1;
+    }
+    if (natsConnection_Status(svc->nc) != NATS_CONN_STATUS_CONNECTED) {
+        snprintf(reason, reason_size, "not connected");
+        return 1;
+    }
+    return 0;
+}
+
+static int dep_check(void *arg, char *reason, size_t reason_size)
+{
+    const an_ops_check *c = arg;
+    const an_ready_check *rc = &c->svc->checks[c->index];
+    an_error err;
+    an_error_clear(&err);
+    if (rc->fn(rc->ud, &err) == AN_OK)
+        return 0;
+    snprintf(reason, reason_size, "%s", err.message);
+    return 1;
+}
+
+/* ClickHouse is ready when /ping answers. One connection, used only by
+ * readiness probes (serialised: an_ch is not thread-safe). */
+static an_status ch_ready(void *ud, an_error *err)
+{
+    an_service *svc = ud;
+    pthread_mutex_lock(&svc->ops_mu);
+    an_status s = AN_OK;
+    if (!svc->ready_ch) {
+        an_ch_options o = {
+            .url = svc->cfg.clickhouse_url,
+            .user = svc->cfg.clickhouse_user,
+            .password = svc->cfg.clickhouse_password,
+            .connect_timeout_ms = 1000,
+            .query_timeout_ms = 2000,
+            .max_retries = -1,
+        };
+        s = an_ch_new(&o, &svc->ready_ch, err);
+    }
+    if (s == AN_OK)
+        s = an_ch_ping(svc->ready_ch, err);
+    pthread_mutex_unlock(&svc->ops_mu);
+    return s;
 }
 
 an_status an_svc_ops_init(an_service *svc, an_error *err)
 {
+    pthread_mutex_init(&svc->ops_mu, NULL);
+    svc->ops_mu_init = true;
     svc->prom = an_prom_registry_new();
     if (!svc->prom)
         return an_error_set(err, AN_INTERNAL, "out of memory");
@@ -72,7 +116,9 @@ an_status an_svc_ops_init(an_service *svc, an_error *err)
     if (s != AN_OK)
         return s;
     an_prom_gauge_set(info, 1);
-    return AN_OK;
+    if (svc->cfg.clickhouse_url && *svc->cfg.clickhouse_url)
+        s = an_service_add_ready_check(svc, "clickhouse", ch_ready, svc);
+    return s == AN_OK ? AN_OK : an_error_set(err, s, "too many readiness checks");
 }
 
 an_status an_svc_ops_start(an_service *svc, an_error *err)
@@ -84,7 +130,13 @@ an_status an_svc_ops_start(an_service *svc, an_error *err)
     }
     an_status s = an_http_server_new(addr, svc->prom, NULL, &svc->http, err);
     if (s == AN_OK)
-        s = an_http_check_add(svc->http, "service", ready_check, svc, err);
+        s = an_http_check_add(svc->http, "nats", nats_check, svc, err);
+    /* The checks were all added in init (or before): no lock needed now. */
+    for (size_t i = 0; s == AN_OK && i < svc->nchecks; i++) {
+        svc->ops_checks[i].svc = svc;
+        svc->ops_checks[i].index = i;
+        s = an_http_check_add(svc->http, svc->checks[i].name, dep_check, &svc->ops_checks[i], err);
+    }
     for (size_t i = 0; s == AN_OK && i < svc->nroutes; i++)
         s = an_http_route_add(svc->http, svc->routes[i].prefix, svc->routes[i].fn,
                               svc->routes[i].arg, err);
@@ -129,4 +181,9 @@ void an_svc_ops_free(an_service *svc)
     an_svc_ops_stop(svc);
     an_prom_registry_free(svc->prom);
     svc->prom = NULL;
+    an_ch_free(svc->ready_ch);
+    svc->ready_ch = NULL;
+    if (svc->ops_mu_init)
+        pthread_mutex_destroy(&svc->ops_mu);
+    svc->ops_mu_init = false;
 }

@@ -1224,6 +1224,27 @@ START_TEST(test_service_http_metrics_count_requests_and_readyz_follows_drain)
 }
 END_TEST
 
+START_TEST(test_service_readyz_503_names_the_unreachable_dependency)
+{
+    char *name = th_unique("unready");
+    const char *env[] = {"ANALYTICS_CLICKHOUSE_URL=http://127.0.0.1:1", NULL};
+    proc *p = start_svc(name, env);
+    int port = http_port_of(p);
+    ck_assert_int_gt(port, 0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "curl -s -w ' %%{http_code}' http://127.0.0.1:%d/readyz", port);
+    char *out = th_run(cmd, NULL);
+    ck_assert_msg(strstr(out, " 503") && strstr(out, "\"clickhouse\":\"clickhouse http") &&
+                      strstr(out, "connect"),
+                  "%s", out);
+    ck_assert_msg(strstr(out, "\"nats\":\"ok\""), "%s", out);
+    free(out);
+    int rc = stop_svc(p, 10000);
+    ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    free(name);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -1242,6 +1263,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, test_service_trusted_headers_only_in_dev_mode);
     tcase_add_test(tc, test_service_bad_config_exits_2_naming_the_variable);
     tcase_add_test(tc, test_service_http_metrics_count_requests_and_readyz_follows_drain);
+    tcase_add_test(tc, test_service_readyz_503_names_the_unreachable_dependency);
     suite_add_tcase(s, tc);
 
     TCase *te = tcase_create("events");
