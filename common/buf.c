@@ -91,13 +91,27 @@ void an_buf_add_json_escaped(an_buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': an_buf_add(b, "\\\"", 2); break;
-        case '\\': an_buf_add(b, "\\\\", 2); break;
-        case '\n': an_buf_add(b, "\\n", 2); break;
-        case '\r': an_buf_add(b, "\\r", 2); break;
-        case '\t': an_buf_add(b, "\\t", 2); break;
-        case '\b': an_buf_add(b, "\\b", 2); break;
-        case '\f': an_buf_add(b, "\\f", 2); break;
+        case '"':
+            an_buf_add(b, "\\\"", 2);
+            break;
+        case '\\':
+            an_buf_add(b, "\\\\", 2);
+            break;
+        case '\n':
+            an_buf_add(b, "\\n", 2);
+            break;
+        case '\r':
+            an_buf_add(b, "\\r", 2);
+            break;
+        case '\t':
+            an_buf_add(b, "\\t", 2);
+            break;
+        case '\b':
+            an_buf_add(b, "\\b", 2);
+            break;
+        case '\f':
+            an_buf_add(b, "\\f", 2);
+            break;
         default:
             if (c < 0x20) {
                 char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};

@@ -18,7 +18,10 @@ typedef struct an_buf {
     size_t cap; /* bytes allocated */
 } an_buf;
 
-#define AN_BUF_INIT {NULL, 0, 0}
+#define AN_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void an_buf_init(an_buf *b);
 /* Free the storage and reset to empty. b may be NULL. */

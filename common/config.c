@@ -10,11 +10,16 @@
 static const char *type_name(an_config_type t)
 {
     switch (t) {
-    case AN_CFG_STRING: return "string";
-    case AN_CFG_INT: return "int";
-    case AN_CFG_BOOL: return "bool";
-    case AN_CFG_DURATION: return "duration";
-    case AN_CFG_SIZE: return "size";
+    case AN_CFG_STRING:
+        return "string";
+    case AN_CFG_INT:
+        return "int";
+    case AN_CFG_BOOL:
+        return "bool";
+    case AN_CFG_DURATION:
+        return "duration";
+    case AN_CFG_SIZE:
+        return "size";
     }
     return "?";
 }
@@ -71,11 +76,21 @@ static int parse_size(const char *s, long long *bytes)
         char u = (char)tolower((unsigned char)*end);
         const char *rest = end + 1;
         switch (u) {
-        case 'k': mult = 1024LL; break;
-        case 'm': mult = 1024LL * 1024; break;
-        case 'g': mult = 1024LL * 1024 * 1024; break;
-        case 'b': mult = 1; rest = end + 1; break;
-        default: return -1;
+        case 'k':
+            mult = 1024LL;
+            break;
+        case 'm':
+            mult = 1024LL * 1024;
+            break;
+        case 'g':
+            mult = 1024LL * 1024 * 1024;
+            break;
+        case 'b':
+            mult = 1;
+            rest = end + 1;
+            break;
+        default:
+            return -1;
         }
         if (u != 'b' && *rest) {
             if (strcasecmp(rest, "b") != 0 && strcasecmp(rest, "ib") != 0)
@@ -104,8 +119,7 @@ static int parse_bool(const char *s, bool *out)
     return -1;
 }
 
-static an_status check_bounds(const an_config_var *v, const char *text, long long x,
-                              an_error *err)
+static an_status check_bounds(const an_config_var *v, const char *text, long long x, an_error *err)
 {
     if (v->min < v->max && (x < v->min || x > v->max))
         return an_error_field(err, AN_INVALID_ARGUMENT, v->name,
@@ -117,8 +131,7 @@ static an_status check_bounds(const an_config_var *v, const char *text, long lon
     return AN_OK;
 }
 
-an_status an_config_parse_value(const an_config_var *v, const char *text, void *out,
-                                an_error *err)
+an_status an_config_parse_value(const an_config_var *v, const char *text, void *out, an_error *err)
 {
     const char *shown = (v->flags & AN_CFG_SECRET) ? "***" : text;
     long long x;
@@ -134,8 +147,8 @@ an_status an_config_parse_value(const an_config_var *v, const char *text, void *
     }
     case AN_CFG_INT:
         if (parse_ll(text, &x, &end) < 0 || *end)
-            return an_error_field(err, AN_INVALID_ARGUMENT, v->name,
-                                  "%s=%s is not an integer", v->name, shown);
+            return an_error_field(err, AN_INVALID_ARGUMENT, v->name, "%s=%s is not an integer",
+                                  v->name, shown);
         if (check_bounds(v, text, x, err) != AN_OK)
             return AN_INVALID_ARGUMENT;
         *(long long *)out = x;
@@ -143,8 +156,8 @@ an_status an_config_parse_value(const an_config_var *v, const char *text, void *
     case AN_CFG_BOOL:
         if (parse_bool(text, (bool *)out) < 0)
             return an_error_field(err, AN_INVALID_ARGUMENT, v->name,
-                                  "%s=%s is not a boolean (true/false/1/0/yes/no/on/off)",
-                                  v->name, shown);
+                                  "%s=%s is not a boolean (true/false/1/0/yes/no/on/off)", v->name,
+                                  shown);
         return AN_OK;
     case AN_CFG_DURATION:
         if (parse_duration(text, &x) < 0)
@@ -179,8 +192,8 @@ an_status an_config_load(const an_config_var *vars, void *ctx, an_error *err)
             text = v->def;
         if (!text) {
             if (v->flags & AN_CFG_REQUIRED)
-                return an_error_field(err, AN_INVALID_ARGUMENT, v->name,
-                                      "%s is required (%s)", v->name, v->description);
+                return an_error_field(err, AN_INVALID_ARGUMENT, v->name, "%s is required (%s)",
+                                      v->name, v->description);
             continue;
         }
         an_status s = an_config_parse_value(v, text, field, err);

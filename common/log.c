@@ -63,8 +63,8 @@ static void add_field(an_buf *b, const char *key, const char *val)
     an_buf_addc(b, '"');
 }
 
-void an_log_ctx(an_log_level level, const char *tenant, const char *correlation_id,
-                const char *fmt, ...)
+void an_log_ctx(an_log_level level, const char *tenant, const char *correlation_id, const char *fmt,
+                ...)
 {
     if (level < min_level)
         return;
@@ -74,8 +74,7 @@ void an_log_ctx(an_log_level level, const char *tenant, const char *correlation_
     gmtime_r(&tv.tv_sec, &tm);
     char ts[96];
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(tv.tv_usec / 1000));
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 
     an_buf msg = AN_BUF_INIT;
     va_list ap;

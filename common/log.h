@@ -27,12 +27,12 @@ int an_log_level_parse(const char *s, an_log_level *out);
 const char *an_log_level_name(an_log_level l);
 
 /* Log with tenant and correlation id (either may be NULL). */
-void an_log_ctx(an_log_level level, const char *tenant, const char *correlation_id,
-                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void an_log_ctx(an_log_level level, const char *tenant, const char *correlation_id, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
 
-#define an_debug(...) an_log_ctx(AN_LOG_DEBUG, NULL, NULL, __VA_ARGS__)
-#define an_info(...)  an_log_ctx(AN_LOG_INFO, NULL, NULL, __VA_ARGS__)
-#define an_warn(...)  an_log_ctx(AN_LOG_WARN, NULL, NULL, __VA_ARGS__)
+#define an_debug(...)  an_log_ctx(AN_LOG_DEBUG, NULL, NULL, __VA_ARGS__)
+#define an_info(...)   an_log_ctx(AN_LOG_INFO, NULL, NULL, __VA_ARGS__)
+#define an_warn(...)   an_log_ctx(AN_LOG_WARN, NULL, NULL, __VA_ARGS__)
 #define an_errorf(...) an_log_ctx(AN_LOG_ERROR, NULL, NULL, __VA_ARGS__)
 
 /* Redirect output to fd (default 2); for tests. */

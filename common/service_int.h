@@ -15,10 +15,10 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#define AN_SERVICE_ID_LEN  22 /* like a NATS nuid: 22 base62 characters */
-#define AN_CORRELATION_MAX 128
+#define AN_SERVICE_ID_LEN     22 /* like a NATS nuid: 22 base62 characters */
+#define AN_CORRELATION_MAX    128
 #define AN_SERVICE_MAX_ROUTES 8
-#define AN_SRV_SUBS        9 /* PING/INFO/STATS x (all, name, name.id) */
+#define AN_SRV_SUBS           9 /* PING/INFO/STATS x (all, name, name.id) */
 
 /* One endpoint at run time. The counters are guarded by an_service.mu. */
 typedef struct an_ep {
@@ -92,7 +92,7 @@ struct an_service {
     an_ops_check ops_checks[AN_SERVICE_MAX_READY_CHECKS];
     pthread_mutex_t ops_mu; /* guards the readiness clients below */
     bool ops_mu_init;
-    struct an_ch *ready_ch;       /* ClickHouse readiness probe connection */
+    struct an_ch *ready_ch;           /* ClickHouse readiness probe connection */
     struct redisContext *ready_redis; /* Redis readiness probe connection */
 
     an_request_observer_fn observer;

@@ -13,16 +13,16 @@
 #include <stddef.h>
 
 typedef enum an_status {
-    AN_OK = 0,                  /* success */
-    AN_INVALID_ARGUMENT,        /* bad input from the caller (400) */
-    AN_UNAUTHENTICATED,         /* no or bad credentials (401) */
-    AN_PERMISSION_DENIED,       /* authenticated but not allowed (403) */
-    AN_NOT_FOUND,               /* the thing does not exist, or is not visible (404) */
-    AN_ALREADY_EXISTS,          /* create of something that exists (409) */
-    AN_FAILED_PRECONDITION,     /* state forbids it, e.g. version conflict (422) */
-    AN_RESOURCE_EXHAUSTED,      /* a limit was hit: rows, time, memory, quota (429) */
-    AN_UNAVAILABLE,             /* a dependency is down or timed out; retry later (503) */
-    AN_INTERNAL,                /* a bug or an unexpected failure (500) */
+    AN_OK = 0,              /* success */
+    AN_INVALID_ARGUMENT,    /* bad input from the caller (400) */
+    AN_UNAUTHENTICATED,     /* no or bad credentials (401) */
+    AN_PERMISSION_DENIED,   /* authenticated but not allowed (403) */
+    AN_NOT_FOUND,           /* the thing does not exist, or is not visible (404) */
+    AN_ALREADY_EXISTS,      /* create of something that exists (409) */
+    AN_FAILED_PRECONDITION, /* state forbids it, e.g. version conflict (422) */
+    AN_RESOURCE_EXHAUSTED,  /* a limit was hit: rows, time, memory, quota (429) */
+    AN_UNAVAILABLE,         /* a dependency is down or timed out; retry later (503) */
+    AN_INTERNAL,            /* a bug or an unexpected failure (500) */
 } an_status;
 
 #define AN_ERROR_MSG_MAX   512

@@ -45,8 +45,7 @@ const char *th_bin(const char *rel)
     return path;
 }
 
-pid_t th_spawn(const char *path, char *const argv[], char *const extra_env[],
-               const char *log_path)
+pid_t th_spawn(const char *path, char *const argv[], char *const extra_env[], const char *log_path)
 {
     pid_t pid = fork();
     ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
@@ -106,12 +105,15 @@ char *th_run(const char *cmd, int *exit_code)
     ck_assert_msg(p != NULL, "popen %s: %s", cmd, strerror(errno));
     size_t cap = 4096, len = 0;
     char *out = malloc(cap);
+    ck_assert_msg(out != NULL, "out of memory");
     size_t n;
     while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
         len += n;
         if (cap - len < 2) {
             cap *= 2;
-            out = realloc(out, cap);
+            char *bigger = realloc(out, cap);
+            ck_assert_msg(bigger != NULL, "out of memory");
+            out = bigger;
         }
     }
     out[len] = '\0';

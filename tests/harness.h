@@ -27,8 +27,7 @@ const char *th_bin(const char *rel);
 /* Start a program with the current environment plus extra "K=V" entries
  * (NULL-terminated, may be NULL). Its stdout and stderr go to log_path when
  * not NULL (appended), else are inherited. Returns the pid. */
-pid_t th_spawn(const char *path, char *const argv[], char *const extra_env[],
-               const char *log_path);
+pid_t th_spawn(const char *path, char *const argv[], char *const extra_env[], const char *log_path);
 
 /* Wait up to timeout_ms for pid to exit. Returns 0 and sets *status (as
  * waitpid) and *maxrss_kb (may be NULL) when it did, -1 on timeout. */

@@ -1205,8 +1205,8 @@ START_TEST(test_service_http_metrics_count_requests_and_readyz_follows_drain)
     char *code = th_run(cmd, NULL);
     ck_assert_str_eq(code, "200");
     free(code);
-    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
-             port);
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz", port);
     code = th_run(cmd, NULL);
     ck_assert_str_eq(code, "200");
     free(code);
@@ -1215,8 +1215,8 @@ START_TEST(test_service_http_metrics_count_requests_and_readyz_follows_drain)
     /* After SIGTERM the port is closed: the process is gone, exit 0. */
     int rc = stop_svc(p, 10000);
     ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
-    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
-             port);
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz", port);
     code = th_run(cmd, NULL);
     ck_assert_str_eq(code, "000");
     free(code);

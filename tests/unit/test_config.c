@@ -84,10 +84,10 @@ END_TEST
 START_TEST(test_config_malformed_values_fail_fast)
 {
     static const char *cases[][2] = {
-        {"ANALYTICS_T_BATCH", "12abc"}, {"ANALYTICS_T_BATCH", "x"},
+        {"ANALYTICS_T_BATCH", "12abc"},   {"ANALYTICS_T_BATCH", "x"},
         {"ANALYTICS_T_VERBOSE", "maybe"}, {"ANALYTICS_T_FLUSH", "5 days"},
-        {"ANALYTICS_T_FLUSH", "-1s"},   {"ANALYTICS_T_MAX", "12XB"},
-        {"ANALYTICS_T_FLUSH", "0"},     {"ANALYTICS_T_BATCH", "99999999999999999999999"},
+        {"ANALYTICS_T_FLUSH", "-1s"},     {"ANALYTICS_T_MAX", "12XB"},
+        {"ANALYTICS_T_FLUSH", "0"},       {"ANALYTICS_T_BATCH", "99999999999999999999999"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         clear_env();
