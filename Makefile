@@ -29,7 +29,9 @@ SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%)
 
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 INTEG_SRC    := $(wildcard tests/integration/*.c)
-TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC)
+# Service code the unit tests exercise directly (everything but main.c).
+UNIT_SVC_SRC := $(filter-out ingest/main.c,$(wildcard ingest/*.c))
+TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC) $(UNIT_SVC_SRC)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/%.o)
 HELPER_SRC   := $(wildcard tests/helpers/*.c)
 HELPER_BINS  := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
