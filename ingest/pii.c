@@ -20,6 +20,10 @@ typedef struct pii_entry {
 struct ingest_pii_rules {
     pii_entry *entries;
     size_t n;
+    /* entries by the last character of their key (every match ends with
+     * it), so a key is compared with a handful of entries, not all */
+    uint16_t *by_last[256];
+    uint16_t nby_last[256];
 };
 
 /* Lowercase letters and digits survive normalisation; the separators
@@ -89,6 +93,20 @@ an_status ingest_pii_rules_new(const char *list, ingest_pii_action default_actio
             r->entries[r->n++] = e;
         p = *end ? end + 1 : end;
     }
+    for (size_t i = 0; i < r->n; i++)
+        r->nby_last[(unsigned char)r->entries[i].key[r->entries[i].len - 1]]++;
+    for (int c = 0; c < 256; c++) {
+        if (!r->nby_last[c])
+            continue;
+        r->by_last[c] = calloc(r->nby_last[c], sizeof(uint16_t));
+        if (!r->by_last[c])
+            abort();
+        r->nby_last[c] = 0;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        unsigned char c = (unsigned char)r->entries[i].key[r->entries[i].len - 1];
+        r->by_last[c][r->nby_last[c]++] = (uint16_t)i;
+    }
     *out = r;
     return AN_OK;
 }
@@ -97,6 +115,8 @@ void ingest_pii_rules_free(ingest_pii_rules *r)
 {
     if (!r)
         return;
+    for (int c = 0; c < 256; c++)
+        free(r->by_last[c]);
     free(r->entries);
     free(r);
 }
@@ -124,9 +144,12 @@ ingest_pii_action ingest_pii_key_action(const ingest_pii_rules *r, const char *k
         }
         buf[NORM_MAX - 1 - n++] = lower(c);
     }
+    if (n == 0)
+        return INGEST_PII_KEEP;
     const char *norm = buf + NORM_MAX - n;
-    for (size_t i = 0; i < r->n; i++) {
-        const pii_entry *e = &r->entries[i];
+    unsigned char last = (unsigned char)norm[n - 1];
+    for (size_t k = 0; k < r->nby_last[last]; k++) {
+        const pii_entry *e = &r->entries[r->by_last[last][k]];
         if (e->suffix) {
             if (n >= e->len && memcmp(norm + n - e->len, e->key, e->len) == 0)
                 return e->action;
