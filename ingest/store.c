@@ -70,6 +70,14 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
+/* The writer logs failed attempts itself (rate-limited): the client's own
+ * retries are only worth a debug line. */
+static void on_retry(void *ud, int attempt, int delay_ms, const char *reason)
+{
+    (void)ud;
+    an_debug("clickhouse: retry %d in %d ms: %s", attempt, delay_ms, reason);
+}
+
 static an_status conn_open(conn *c, const ingest_store_options *o, an_error *err)
 {
     an_ch_options co = {
@@ -80,6 +88,7 @@ static an_status conn_open(conn *c, const ingest_store_options *o, an_error *err
         .max_retries = 2, /* quick ones; the pipeline backs off for longer outages */
         .backoff_base_ms = 50,
         .backoff_max_ms = 500,
+        .on_retry = on_retry,
     };
     return an_ch_new(&co, &c->ch, err);
 }
