@@ -138,11 +138,9 @@ section "Services"
 # Shared by the services of this run; appended to the stack env so that
 # `--keep` users who source it can mint tokens the services accept.
 JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-INGEST_HMAC_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 cat >>"$STACK/env" <<ENV
 # added by deploy/local/run.sh for the services it starts
 export ANALYTICS_JWT_SECRET=$JWT_SECRET
-export ANALYTICS_INGEST_HMAC_KEY=$INGEST_HMAC_KEY
 export ANALYTICS_LOG_LEVEL=\${ANALYTICS_LOG_LEVEL:-info}
 ENV
 # shellcheck disable=SC1091
