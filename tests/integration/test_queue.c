@@ -469,6 +469,42 @@ START_TEST(test_queue_failing_job_retries_with_growing_backoff_then_dead_letters
 }
 END_TEST
 
+START_TEST(test_queue_retry_delays_are_jittered_within_bounds)
+{
+    fixture f;
+    fixture_init(&f, 5000);
+    f.o.backoff_base_ms = 10000;
+    f.o.jitter = 0.5;
+    an_queue *q = open_as(&f, "c1");
+    an_error err;
+    int64_t delay[8];
+    int distinct = 0;
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(an_queue_push(q, "j", 1, NULL, NULL, &err), AN_OK);
+    for (int i = 0; i < 8; i++) {
+        an_queue_job *j;
+        ck_assert_int_eq(an_queue_take(q, 1000, &j, &err), AN_OK);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_int_eq(an_queue_fail(q, j, "x", &delay[i], &err), AN_OK);
+        an_queue_job_free(j);
+        ck_assert_msg(delay[i] >= 5000 && delay[i] <= 10000, "delay %lld ms", (long long)delay[i]);
+        distinct += i > 0 && delay[i] != delay[0];
+    }
+    ck_assert_msg(distinct > 0, "8 retries with the same delay: no jitter");
+    ck_assert_int_eq(redis_n("ZCARD %s", f.delayed), 8);
+    /* none is due yet: a take hands out nothing */
+    an_queue_job *j;
+    ck_assert_int_eq(an_queue_take(q, 100, &j, &err), AN_OK);
+    ck_assert_ptr_null(j);
+    an_queue_stats st;
+    ck_assert_int_eq(an_queue_stats_get(q, &st, &err), AN_OK);
+    ck_assert_int_eq(st.delayed, 8);
+    ck_assert_int_eq(st.waiting + st.pending + st.dead, 0);
+    an_queue_close(q);
+    fixture_free(&f);
+}
+END_TEST
+
 START_TEST(test_queue_bury_dead_letters_at_once_and_requeue_brings_it_back)
 {
     fixture f;
@@ -672,6 +708,7 @@ Suite *queue_suite(void)
     tcase_add_test(tc, test_queue_heartbeating_long_job_is_not_reclaimed);
     tcase_add_test(tc, test_queue_job_whose_consumers_always_die_ends_in_dead_letter);
     tcase_add_test(tc, test_queue_failing_job_retries_with_growing_backoff_then_dead_letters);
+    tcase_add_test(tc, test_queue_retry_delays_are_jittered_within_bounds);
     tcase_add_test(tc, test_queue_bury_dead_letters_at_once_and_requeue_brings_it_back);
     tcase_add_test(tc, test_queue_stale_consumer_cannot_fail_or_extend_a_reclaimed_job);
     tcase_add_test(tc, test_queue_release_hands_job_back_without_spending_an_attempt);
