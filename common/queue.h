@@ -42,7 +42,9 @@
  *   ends in the dead-letter stream too. Attempts and the stable id live in
  *   the job's own fields, so they survive any consumer crash.
  * - Retries are moved back into the stream by take (atomically, in a Lua
- *   script), so at least one consumer must be taking for them to run.
+ *   script), so at least one consumer must be taking for them to run. A
+ *   retry may start up to ~100 ms after its due time: a blocked take wakes
+ *   on Redis's timer (hz 10).
  * - Nothing in Redis is the only copy of a record: the payload should
  *   reference a record kept elsewhere (e.g. the export job in ClickHouse).
  *

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define TTL_MS 400
+#define TTL_MS 600
 
 typedef struct {
     long long from, to; /* microseconds, CLOCK_MONOTONIC */
