@@ -281,7 +281,7 @@ static an_status connect_q(an_queue *q, an_error *err)
     char name[256];
     snprintf(name, sizeof(name), "an-queue:%s:%s", q->group, q->consumer);
     for (char *p = name; *p; p++)
-        if (*p == ' ' || *p == '\n')
+        if (*p < '!' || *p > '~') /* Redis refuses spaces and control characters */
             *p = '_';
     const char *argv[] = {"CLIENT", "SETNAME", name};
     redisReply *r;
@@ -620,6 +620,9 @@ static an_status take_new(an_queue *q, int64_t wait_ms, an_queue_job **out, an_e
 
 an_status an_queue_take(an_queue *q, int block_ms, an_queue_job **out, an_error *err)
 {
+    an_error local; /* NOGROUP is recognised by its message, even when err is NULL */
+    if (!err)
+        err = &local;
     *out = NULL;
     if (block_ms < 0)
         block_ms = 0;
