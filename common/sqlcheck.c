@@ -109,7 +109,7 @@ static const char *const denied_function_prefixes[] = {
  * reference to the tenant column from a definition of that name). */
 static const char *const operand_intro_words[] = {
     "select", "distinct", "where", "by", "and", "or", "not", "when", "then", "else",
-    "case",   "having",   "on",    "using", "like", "ilike", "between", "is", NULL,
+    "case",   "having",   "on",    "using", "like", "ilike", "between", "is", "with", NULL,
 };
 
 /* Words that cannot end an operand: after them, "in" is a function call. */
@@ -643,6 +643,19 @@ static an_status scan(walker *w)
                 return fail(w, k, "function %s is not allowed in a template",
                             show(w, k, name, sizeof(name)));
         }
+        if (t->type == TK_DOT) {
+            /* a.b, t.1, e.*: a dot sits between a name (or a bracket) and a
+             * name, a number or *, and the name after it is no keyword, so
+             * "x. FROM t" cannot be read two ways. */
+            tk_type pv = k > 0 ? w->t[k - 1].type : TK_END, nx = tok(w, k + 1)->type;
+            int prev_ok = pv == TK_WORD || pv == TK_QIDENT || pv == TK_RPAREN ||
+                          pv == TK_RBRACKET || pv == TK_NUMBER;
+            int next_ok = nx == TK_QIDENT || nx == TK_NUMBER ||
+                          (nx == TK_WORD && !word_in(w, k + 1, table_follow_words)) ||
+                          (nx == TK_OP && w->sql[tok(w, k + 1)->off] == '*');
+            if (!prev_ok || !next_ok)
+                return fail(w, k, "'.' must join two names, as in e.event_name");
+        }
         if (t->type == TK_LPAREN || t->type == TK_LBRACKET) {
             if (depth >= w->max_depth)
                 return fail(w, k, "brackets nested deeper than %d", w->max_depth);
@@ -731,6 +744,11 @@ static void emit_bound(walker *w, const an_sqlcheck_table *tb, int final, size_t
 static an_status check_defined_name(walker *w, size_t k)
 {
     char name[64];
+    /* A keyword as a name (x AS from) is read as a name by ClickHouse too,
+     * but one reading less is one ambiguity less: it must be quoted. */
+    if (word_in(w, k, table_follow_words))
+        return fail(w, k, "the keyword %s cannot be a name here: quote it, as in `%s`",
+                    show(w, k, name, sizeof(name)), name);
     if (is_tenant_column(w, k))
         return fail(w, k, "%s is a tenant column: it cannot be used as an alias or parameter name",
                     show(w, k, name, sizeof(name)));
@@ -849,8 +867,9 @@ static int join_start(const walker *w, size_t k, size_t *end, int *array)
         }
         if (!(word_in(w, j, join_words) && !after_dot(w, j) && !after_as(w, j)))
             return 0;
-        if (word_is(w, j, "array"))
-            *array = 1;
+        /* Only ARRAY right before JOIN makes an ARRAY JOIN; anywhere else
+         * the JOIN is taken as a table join (the stricter reading). */
+        *array = word_is(w, j, "array");
     }
     return 0;
 }
@@ -899,25 +918,55 @@ static an_status in_operator(walker *w)
             return fail(w, m, "IN expects (SELECT ...) in parentheses");
         return AN_OK;
     }
-    if (!is_name(w, m))
-        return AN_OK;
-    tk_type nx = tok(w, m + 1)->type;
-    if (nx == TK_DOT)
-        return fail(w, m, "IN with a database-qualified table is not allowed");
-    if (nx == TK_LPAREN)
-        return AN_OK; /* a function call such as tuple(...): checked as usual */
-    if (parens > 0) {
-        if (nx == TK_RPAREN)
-            return fail(w, m, "IN (%s) reads a table: write IN (SELECT column FROM %s)",
-                        show(w, m, name, sizeof(name)), show(w, m, name, sizeof(name)));
+    if (parens == 0) {
+        if (!is_name(w, m))
+            return AN_OK;
+        tk_type nx = tok(w, m + 1)->type;
+        if (nx == TK_DOT)
+            return fail(w, m, "IN with a database-qualified table is not allowed");
+        if (nx == TK_LPAREN)
+            return AN_OK; /* a function call such as tuple(...): checked as usual */
+        const an_sqlcheck_table *tb = find_table(w, m);
+        if (!tb)
+            return fail(w, m,
+                        "IN %s reads a table, and %s is not allowed: use one of %s or a list",
+                        show(w, m, name, sizeof(name)), name, table_list(w, list, sizeof(list)));
+        emit_bound(w, tb, 0, 0, 0);
+        w->i = m + 1;
         return AN_OK;
     }
-    const an_sqlcheck_table *tb = find_table(w, m);
-    if (!tb)
-        return fail(w, m, "IN %s reads a table, and %s is not allowed: use one of %s or a list",
-                    show(w, m, name, sizeof(name)), name, table_list(w, list, sizeof(list)));
-    emit_bound(w, tb, 0, 0, 0);
-    w->i = m + 1;
+    if (is_name(w, m) && tok(w, m + 1)->type == TK_RPAREN)
+        return fail(w, m, "IN (%s) reads a table: write IN (SELECT column FROM %s)",
+                    show(w, m, name, sizeof(name)), show(w, m, name, sizeof(name)));
+    {
+        /* A list: no element may be a bare name. In x IN (a, t) a name is a
+         * column, but where the server reads in(a, t) as the function form
+         * (after SELECT TOP 5, say), t is a table. */
+        int d = 0, start = 1;
+        for (size_t j = k + 2;; j++) {
+            tk_type ty = tok(w, j)->type;
+            if (ty == TK_END || (d == 0 && ty == TK_RPAREN))
+                break;
+            if (d == 0 && start && is_name(w, j)) {
+                size_t e = j;
+                while (tok(w, e + 1)->type == TK_DOT && is_name(w, e + 2))
+                    e += 2;
+                tk_type after = tok(w, e + 1)->type;
+                int literal = e == j && (word_is(w, j, "null") || word_is(w, j, "true") ||
+                                         word_is(w, j, "false"));
+                if ((after == TK_COMMA || after == TK_RPAREN || keyword_at(w, e + 1, "as")) &&
+                    !literal)
+                    return fail(w, j,
+                                "a name in an IN list could be read as a table: use literals "
+                                "or IN (SELECT ...)");
+            }
+            start = d == 0 && ty == TK_COMMA;
+            if (ty == TK_LPAREN || ty == TK_LBRACKET)
+                d++;
+            else if (ty == TK_RPAREN || ty == TK_RBRACKET)
+                d--;
+        }
+    }
     return AN_OK;
 }
 

@@ -90,8 +90,10 @@ static const hostile_case hostile_cases[] = {
       "comma join"),
     H("SELECT * FROM events, system.one", "system is reserved", CH_PARSES,
       "comma join with the system database"),
-    H("SELECT * FROM events AS where, other_table", "table other_table is not allowed", CH_PARSES,
+    H("SELECT * FROM events AS where, other_table", "keyword where cannot be a name", CH_PARSES,
       "keyword as table alias before a comma join"),
+    H("SELECT 1 AS from FROM other_table", "keyword from cannot be a name", CH_PARSES,
+      "keyword as a column alias right before FROM"),
     H("SELECT * FROM events AS e ALL INNER JOIN other_table USING actor_id",
       "table other_table is not allowed", CH_PARSES, "join another table"),
     H("SELECT * FROM events AS e GLOBAL ANY LEFT JOIN other_table AS o ON e.actor_id = o.x",
@@ -161,6 +163,10 @@ static const hostile_case hostile_cases[] = {
       "function globalIn is not allowed", CH_PARSES, "globalIn()"),
     H("SELECT * FROM events WHERE notIn(actor_id, other_table)", "function notIn is not allowed",
       CH_PARSES, "notIn()"),
+    H("SELECT count() FROM events WHERE actor_id IN (event_name, other_table)",
+      "a name in an IN list", CH_PARSES, "bare name in an IN list"),
+    H("SELECT TOP 1 in(actor_id, other_table) FROM events", "a name in an IN list", CH_NOT_SENT,
+      "in(...) after TOP n: an operator here, the function on newer servers"),
 
     /* --- functions that read outside the bound relation --------------- */
     H("SELECT dictGet('tenants', 'name', toUInt64(1))", "function dictGet is not allowed",
@@ -230,6 +236,16 @@ static const hostile_case hostile_cases[] = {
       "heredoc string of newer servers"),
     H("SELECT {tenant:String}", "character '{'", CH_NOT_SENT, "query parameter substitution"),
     H("SELECT * FROM `events``x`", "doubled quotes", CH_PARSES, "doubled backquote"),
+    H("SELECT * FROM events WHERE event_name = '--' UNION ALL SELECT * FROM other_table",
+      "table other_table is not allowed", CH_PARSES, "-- inside a string hides nothing"),
+    H("SELECT * FROM events WHERE event_name = '/*' UNION ALL SELECT * FROM other_table -- */",
+      "table other_table is not allowed", CH_PARSES, "/* inside a string hides nothing"),
+    H("SELECT\t*\fFROM\vother_table", "table other_table is not allowed", CH_PARSES,
+      "tab, form feed and vertical tab as separators"),
+    H("sElEcT * fRoM SyStEm.one", "SyStEm is reserved", CH_PARSES, "mixed-case keywords"),
+    H("SELECT count() FROM events ARRAY LEFT JOIN other_table USING actor_id",
+      "table other_table is not allowed", CH_NOT_SENT,
+      "ARRAY not right before JOIN is read as a table join"),
     H("SELECT 1FROM other_table", "malformed number", CH_NOT_SENT, "number glued to a keyword"),
     H("SELECT count() FROM events WHERE \x01 1", "control character", CH_NOT_SENT,
       "control byte"),
@@ -263,6 +279,8 @@ static const hostile_case hostile_cases[] = {
       "lambda tuple parameter named like the tenant column"),
     H("SELECT count() FROM events WHERE has(events, 1)", "table events can only be read",
       CH_PARSES, "table name as a value"),
+    H("SELECT * FROM (SELECT 1) AS tenant_id", "tenant column", CH_PARSES,
+      "subquery alias named like the tenant column"),
 };
 
 #undef H
@@ -316,7 +334,7 @@ static const legit_case legit_cases[] = {
     {"SELECT event_name, count() AS events FROM events GROUP BY event_name WITH TOTALS "
      "ORDER BY events DESC, event_name",
      "alias named like a table, WITH TOTALS"},
-    {"SELECT count() FROM events AS e WHERE e.actor_id GLOBAL IN (SELECT actor_id FROM "
+    {"SELECT count() FROM events AS e WHERE toStartOfHour(e.ts) GLOBAL IN (SELECT hour FROM "
      "events_hourly)",
      "GLOBAL IN across the two allowed tables"},
     {"SELECT tenant_id, count() FROM events GROUP BY tenant_id", "the tenant column, read"},

@@ -48,23 +48,23 @@ static void expect_rewrite(const char *sql, const char *want)
     an_buf_free(&out);
 }
 
-/* In a bound query every FROM and JOIN (outside string literals) is
- * followed by a subquery, or is ours: "(SELECT * FROM analytics.<table>". */
-static void assert_every_from_is_bound(const char *bound)
+/* Copy of q with the inside of every string literal and quoted name
+ * replaced by 'x' (the quotes stay). Free it. */
+static char *blank_quotes(const char *bound)
 {
-    /* blank out string literals: '...' with \x escapes and '' */
     char *q = strdup(bound);
     for (char *p = q; *p; p++) {
-        if (*p != '\'')
+        char quote = *p;
+        if (quote != '\'' && quote != '`' && quote != '"')
             continue;
         for (p++; *p; p++) {
-            if (*p == '\\' && p[1]) {
+            if (quote == '\'' && *p == '\\' && p[1]) {
                 *p++ = 'x';
                 *p = 'x';
-            } else if (*p == '\'' && p[1] == '\'') {
+            } else if (*p == quote && p[1] == quote) {
                 *p++ = 'x';
                 *p = 'x';
-            } else if (*p == '\'') {
+            } else if (*p == quote) {
                 break;
             } else {
                 *p = 'x';
@@ -73,10 +73,40 @@ static void assert_every_from_is_bound(const char *bound)
         if (!*p)
             break;
     }
+    return q;
+}
+
+/* In a bound query every FROM and JOIN (outside string literals) is
+ * followed by a subquery, or is ours: "(SELECT * FROM analytics.<table>".
+ * IN is followed by a list, a subquery, a function call or our bound
+ * relation, never by a name (which would be a table). */
+static void assert_every_from_is_bound(const char *bound)
+{
+    char *q = blank_quotes(bound);
+    for (const char *p = strstr(q, " IN "); p; p = strstr(p + 1, " IN ")) {
+        const char *e = p + 4;
+        if (*e == '`' || *e == '"') {
+            e = strchr(e + 1, *e);
+            ck_assert_ptr_nonnull(e);
+            e++;
+        } else if (*e == '_' || ((*e | 0x20) >= 'a' && (*e | 0x20) <= 'z')) {
+            while (*e == '_' || (*e >= '0' && *e <= '9') || ((*e | 0x20) >= 'a' && (*e | 0x20) <= 'z'))
+                e++;
+        } else {
+            continue;
+        }
+        while (*e == ' ')
+            e++;
+        ck_assert_msg(*e == '(', "name after IN in %s", bound);
+    }
     static const char *const kws[] = {"FROM ", "JOIN ", NULL};
     for (const char *const *kw = kws; *kw; kw++) {
         for (const char *p = strstr(q, *kw); p; p = strstr(p + 1, *kw)) {
             const char *next = p + strlen(*kw);
+            char before = p > q ? p[-1] : ' ';
+            if (before == '_' || (before >= '0' && before <= '9') ||
+                ((before | 0x20) >= 'a' && (before | 0x20) <= 'z'))
+                continue; /* part of a longer name: xFROM */
             if (**kw == 'F' && next[0] >= '0' && next[0] <= '9')
                 continue; /* SUBSTRING(s FROM 1 FOR 3) */
             if (**kw == 'J' && p - q >= 6 && strncmp(p - 6, "ARRAY ", 6) == 0)
@@ -380,14 +410,110 @@ END_TEST
 
 START_TEST(test_sqlcheck_accepts_keywords_as_aliases_and_in_strings)
 {
-    expect_rewrite("SELECT 1 AS from, 2 AS join FROM events",
-                   "SELECT 1 AS from, 2 AS join FROM " BOUND_EVENTS " AS events");
+    expect_rewrite("SELECT 1 AS `from`, 2 AS \"join\" FROM events",
+                   "SELECT 1 AS `from`, 2 AS \"join\" FROM " BOUND_EVENTS " AS events");
     expect_rewrite("SELECT count() AS \"Active users\" FROM events WHERE event_name = 'it''s'",
                    "SELECT count() AS \"Active users\" FROM " BOUND_EVENTS
                    " AS events WHERE event_name = 'it''s'");
     expect_rewrite("SELECT 'caf\xc3\xa9', `\xc3\xa9t\xc3\xa9` FROM events AS `\xc3\xa9t\xc3\xa9`",
                    "SELECT 'caf\xc3\xa9', `\xc3\xa9t\xc3\xa9` FROM " BOUND_EVENTS
                    " AS `\xc3\xa9t\xc3\xa9`");
+}
+END_TEST
+
+/* ------------------------------------------------------------ mutation */
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
+
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+/* Words a mutation may insert: structure, names, and what attacks use. */
+static const char *const dict[] = {
+    "FROM", "JOIN", "ALL INNER JOIN", "ARRAY JOIN", "LEFT", "IN", "GLOBAL IN", "NOT", ",", "(",
+    ")", "[", "]", ".", ";", "AS", "SELECT", "WITH", "UNION ALL", "WHERE", "ON", "USING", "FINAL",
+    "SAMPLE", "1/10", "events", "events_hourly", "other_table", "system", "tenant_id", "x",
+    "`events`", "\"other_table\"", "'s'", "'", "--", "/*", "*/", "->", "=", "1", "count()",
+    "in(", "dictGet(", "numbers(", "e", "e.x", "#", "\\", "''", "`", "\n",
+};
+
+/* Templates to mutate: the legitimate ones without SUBSTRING/EXTRACT (whose
+ * FROM is not a table) plus a few hostile ones. */
+static const char *const seeds[] = {
+    "SELECT count() FROM events AS e WHERE e.x IN (SELECT x FROM events_hourly) GROUP BY e.y",
+    "SELECT a.x, b.y FROM events AS a ALL INNER JOIN events_hourly AS b USING (x) WHERE a.z = 1",
+    "SELECT k FROM events ARRAY JOIN keys AS k, vals AS v UNION ALL SELECT 1 FROM events_hourly",
+    "WITH 1 AS one SELECT (SELECT count() FROM events) / (SELECT count() FROM events_hourly)",
+    "SELECT x FROM events WHERE y IN events_hourly AND z GLOBAL NOT IN (1, 2) LIMIT 1 BY x",
+    "SELECT arrayMap(a -> a * 2, [1, 2]) FROM (SELECT * FROM events) AS t FINAL",
+    "SELECT * FROM events, other_table",
+    "SELECT * FROM events WHERE x IN other_table",
+};
+
+START_TEST(test_sqlcheck_mutated_templates_never_leave_a_table_unbound)
+{
+    an_sqlcheck_opts o = opts_for("T1");
+    int accepted = 0, iters = 40000;
+    /* Longer hunts: AN_SQLCHECK_MUTATIONS=5000000 AN_SQLCHECK_SEED=7 */
+    if (getenv("AN_SQLCHECK_MUTATIONS"))
+        iters = atoi(getenv("AN_SQLCHECK_MUTATIONS"));
+    if (getenv("AN_SQLCHECK_SEED"))
+        rng_state += strtoull(getenv("AN_SQLCHECK_SEED"), NULL, 10) * 0x2545F4914F6CDD1Dull;
+    for (int iter = 0; iter < iters; iter++) {
+        /* split a seed into words, mutate 1..4 times, join */
+        char *copy = strdup(seeds[rnd(sizeof(seeds) / sizeof(seeds[0]))]);
+        const char *words[96];
+        int n = 0;
+        for (char *save = NULL, *wd = strtok_r(copy, " ", &save); wd && n < 64;
+             wd = strtok_r(NULL, " ", &save))
+            words[n++] = wd;
+        for (int m = 1 + (int)rnd(4); m > 0; m--) {
+            unsigned op = rnd(4), at = rnd((unsigned)n + 1);
+            if (op == 0 && n > 1) { /* delete */
+                if (at >= (unsigned)n)
+                    at = (unsigned)n - 1;
+                memmove(&words[at], &words[at + 1], (size_t)(n - (int)at - 1) * sizeof(words[0]));
+                n--;
+            } else if (op == 1 && n < 90) { /* insert */
+                memmove(&words[at + 1], &words[at], (size_t)(n - (int)at) * sizeof(words[0]));
+                words[at] = dict[rnd(sizeof(dict) / sizeof(dict[0]))];
+                n++;
+            } else if (op == 2 && n > 1) { /* swap neighbours */
+                if (at + 1 >= (unsigned)n)
+                    at = (unsigned)n - 2;
+                const char *t = words[at];
+                words[at] = words[at + 1];
+                words[at + 1] = t;
+            } else if (n > 0) { /* replace */
+                words[at < (unsigned)n ? at : (unsigned)n - 1] =
+                    dict[rnd(sizeof(dict) / sizeof(dict[0]))];
+            }
+        }
+        an_buf sql = AN_BUF_INIT;
+        for (int i = 0; i < n; i++)
+            an_buf_addf(&sql, "%s%s", i ? (rnd(8) ? " " : "") : "", words[i]);
+        an_buf out = AN_BUF_INIT;
+        an_error err;
+        an_status st = an_sqlcheck_bind(an_buf_str(&sql), sql.len, &o, &out, &err);
+        ck_assert_msg(st == AN_OK || st == AN_INVALID_ARGUMENT, "%s: status %d", sql.data, st);
+        if (st == AN_OK) {
+            accepted++;
+            assert_every_from_is_bound(an_buf_str(&out));
+        } else {
+            ck_assert_uint_eq(out.len, 0);
+            ck_assert_str_eq(err.field, "sql");
+        }
+        an_buf_free(&out);
+        an_buf_free(&sql);
+        free(copy);
+    }
+    /* The mutations must not all be trivially refused. */
+    ck_assert_int_gt(accepted, iters / 40);
 }
 END_TEST
 
@@ -408,6 +534,11 @@ Suite *sqlcheck_suite(void)
     tcase_add_test(tc, test_sqlcheck_drops_comments_and_keeps_tokens_apart);
     tcase_add_test(tc, test_sqlcheck_accepts_keywords_as_aliases_and_in_strings);
     tcase_add_test(tc, test_sqlcheck_appends_to_existing_output);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("mutation");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_sqlcheck_mutated_templates_never_leave_a_table_unbound);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("options");
