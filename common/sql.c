@@ -179,17 +179,17 @@ bool an_sql_table_name_valid(const char *s)
 /* A short printable rendering of untrusted text for an error message. */
 static void preview(char *dst, size_t cap, const char *s)
 {
-    size_t j = 0;
-    for (size_t i = 0; s[i] && j + 5 < cap; i++) {
+    size_t j = 0, n = strlen(s);
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (i == 40 || j + 5 >= cap) {
+            snprintf(dst + j, cap - j, "...");
+            return;
+        }
         if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\')
             dst[j++] = (char)c;
         else
             j += (size_t)snprintf(dst + j, cap - j, "\\x%02X", c);
-        if (i >= 40) {
-            snprintf(dst + j, cap - j, "...");
-            return;
-        }
     }
     dst[j] = '\0';
 }

@@ -46,8 +46,8 @@ typedef enum tk_type {
 
 typedef struct token {
     tk_type type;
-    int space;   /* whitespace or a comment before it */
-    size_t off;  /* token text: sql[off .. off + len) */
+    int space;  /* whitespace or a comment before it */
+    size_t off; /* token text: sql[off .. off + len) */
     size_t len;
     size_t voff; /* value of names: quoted identifiers without their quotes */
     size_t vlen;
@@ -71,69 +71,112 @@ typedef struct walker {
 /* Refused anywhere as a bare word: other statements and clauses that change
  * where output goes or how the server behaves. */
 static const char *const forbidden_words[] = {
-    "settings", "format",   "into",     "outfile", "insert",    "alter",  "drop",    "create",
-    "attach",   "detach",   "rename",   "optimize", "kill",     "truncate", "grant", "revoke",
-    "set",      "use",      "show",     "describe", "explain",  "exists", "check",  "exchange",
-    "undrop",   "backup",   "restore",  "watch",   "move",      "delete", "update",  "intersect",
+    "settings", "format",   "into",       "outfile",  "insert",  "alter",    "drop",   "create",
+    "attach",   "detach",   "rename",     "optimize", "kill",    "truncate", "grant",  "revoke",
+    "set",      "use",      "show",       "describe", "explain", "exists",   "check",  "exchange",
+    "undrop",   "backup",   "restore",    "watch",    "move",    "delete",   "update", "intersect",
     "except",   "function", "dictionary", NULL,
 };
 
 /* Refused anywhere as a name, bare or quoted: databases a template must
  * never name (the physical tables' databases are added at run time). */
 static const char *const forbidden_names[] = {
-    "system", "information_schema", "default", NULL,
+    "system",
+    "information_schema",
+    "default",
+    NULL,
 };
 
 /* Functions that read outside the bound relation, reach the file system or
  * network, reveal server state, or stall the server. Compared lowercased. */
 static const char *const denied_functions[] = {
-    "url", "urlcluster", "remote", "remotesecure", "cluster", "clusterallreplicas", "input",
-    "values", "numbers", "numbers_mt", "zeros", "zeros_mt", "generaterandom", "generateseries",
-    "generate_series", "generateserialid", "primes", "dictionary", "loop", "null", "redis", "hive",
-    "gcs", "cosn", "oss", "demangle", "showcertificate", "catboostevaluate", "modelevaluate",
-    "naivebayesclassifier", "hostname", "fqdn", "serveruuid", "zookeepersessionuptime",
-    "getoskernelversion", "tcpport", "currentprofiles", "enabledprofiles", "defaultprofiles",
-    "currentroles", "enabledroles", "defaultroles", "hascolumnintable", "format", "kafka",
-    "arrowflight", "ytsaurus", NULL,
+    "url",
+    "urlcluster",
+    "remote",
+    "remotesecure",
+    "cluster",
+    "clusterallreplicas",
+    "input",
+    "values",
+    "numbers",
+    "numbers_mt",
+    "zeros",
+    "zeros_mt",
+    "generaterandom",
+    "generateseries",
+    "generate_series",
+    "generateserialid",
+    "primes",
+    "dictionary",
+    "loop",
+    "null",
+    "redis",
+    "hive",
+    "gcs",
+    "cosn",
+    "oss",
+    "demangle",
+    "showcertificate",
+    "catboostevaluate",
+    "modelevaluate",
+    "naivebayesclassifier",
+    "hostname",
+    "fqdn",
+    "serveruuid",
+    "zookeepersessionuptime",
+    "getoskernelversion",
+    "tcpport",
+    "currentprofiles",
+    "enabledprofiles",
+    "defaultprofiles",
+    "currentroles",
+    "enabledroles",
+    "defaultroles",
+    "hascolumnintable",
+    "format",
+    "kafka",
+    "arrowflight",
+    "ytsaurus",
+    NULL,
 };
 
 static const char *const denied_function_prefixes[] = {
-    "dict",       "joinget",   "file",   "s3",      "hdfs",       "azure",     "iceberg",
-    "deltalake",  "hudi",      "mysql",  "postgres", "mongo",     "sqlite",    "jdbc",
-    "odbc",       "remote",    "cluster", "sleep",  "filesystem", "getsetting", "getserver",
-    "getmergetree", "getmacro", "getclient", "addressto", "trace", "executable", "view",
-    "merge",      "fuzz",      NULL,
+    "dict",         "joinget",  "file",      "s3",        "hdfs",       "azure",      "iceberg",
+    "deltalake",    "hudi",     "mysql",     "postgres",  "mongo",      "sqlite",     "jdbc",
+    "odbc",         "remote",   "cluster",   "sleep",     "filesystem", "getsetting", "getserver",
+    "getmergetree", "getmacro", "getclient", "addressto", "trace",      "executable", "view",
+    "merge",        "fuzz",     NULL,
 };
 
 /* Words after which a name is an operand, not an alias (used to tell a
  * reference to the tenant column from a definition of that name). */
 static const char *const operand_intro_words[] = {
-    "select", "distinct", "where", "by", "and", "or", "not", "when", "then", "else",
-    "case",   "having",   "on",    "using", "like", "ilike", "between", "is", "with", NULL,
+    "select", "distinct", "where", "by",    "and",  "or",    "not",     "when", "then", "else",
+    "case",   "having",   "on",    "using", "like", "ilike", "between", "is",   "with", NULL,
 };
 
 /* Words that cannot end an operand: after them, "in" is a function call. */
 static const char *const expr_start_words[] = {
-    "select", "where",  "prewhere", "having", "and",   "or",     "not",  "on",      "using",
-    "when",   "then",   "else",     "case",   "by",    "distinct", "with", "as",    "in",
-    "like",   "ilike",  "between",  "is",     "interval", "limit", "offset", "array", "join",
-    "from",   "all",    "any",      "global", "union", "exists", NULL,
+    "select", "where", "prewhere", "having", "and",      "or",       "not",    "on",    "using",
+    "when",   "then",  "else",     "case",   "by",       "distinct", "with",   "as",    "in",
+    "like",   "ilike", "between",  "is",     "interval", "limit",    "offset", "array", "join",
+    "from",   "all",   "any",      "global", "union",    "exists",   NULL,
 };
 
 /* Words that may join a table expression to the next (before JOIN). */
 static const char *const join_words[] = {
-    "global", "local", "any", "all",   "asof",  "semi",  "anti",
-    "inner",  "left",  "right", "full", "cross", "outer", "paste", "array", NULL,
+    "global", "local", "any",  "all",   "asof",  "semi",  "anti",  "inner",
+    "left",   "right", "full", "cross", "outer", "paste", "array", NULL,
 };
 
 /* Bare words after a table that are not its implicit alias. */
 static const char *const table_follow_words[] = {
-    "final",  "sample", "array",  "left",   "right",    "inner",    "full",   "cross",  "join",
-    "global", "local",  "any",    "all",    "asof",     "semi",     "anti",   "outer",  "paste",
-    "on",     "using",  "prewhere", "where", "group",   "with",     "having", "order",  "limit",
-    "offset", "settings", "format", "union", "into",    "select",   "from",   "window", "qualify",
-    "intersect", "except", "as",  "not",    "like",     "ilike",    "between", "in",    "and",
-    "or",     "is",     "natural", NULL,
+    "final",     "sample",   "array",    "left",  "right", "inner",  "full",    "cross",  "join",
+    "global",    "local",    "any",      "all",   "asof",  "semi",   "anti",    "outer",  "paste",
+    "on",        "using",    "prewhere", "where", "group", "with",   "having",  "order",  "limit",
+    "offset",    "settings", "format",   "union", "into",  "select", "from",    "window", "qualify",
+    "intersect", "except",   "as",       "not",   "like",  "ilike",  "between", "in",     "and",
+    "or",        "is",       "natural",  NULL,
 };
 
 /* Clause keywords that end FROM and start an expression clause. */
@@ -175,7 +218,8 @@ static int is_name(const walker *w, size_t k)
 static int word_is(const walker *w, size_t k, const char *kw)
 {
     const token *t = tok(w, k);
-    return t->type == TK_WORD && t->len == strlen(kw) && strncasecmp(w->sql + t->off, kw, t->len) == 0;
+    return t->type == TK_WORD && t->len == strlen(kw) &&
+           strncasecmp(w->sql + t->off, kw, t->len) == 0;
 }
 
 static int word_in(const walker *w, size_t k, const char *const *list)
@@ -240,8 +284,8 @@ static an_status fail(walker *w, size_t k, const char *fmt, ...)
     }
     near[j] = '\0';
     if (t->type == TK_END)
-        return an_error_field(w->err, AN_INVALID_ARGUMENT, "sql", "sql: %s (at the end, offset %zu)",
-                              what, t->off);
+        return an_error_field(w->err, AN_INVALID_ARGUMENT, "sql",
+                              "sql: %s (at the end, offset %zu)", what, t->off);
     return an_error_field(w->err, AN_INVALID_ARGUMENT, "sql", "sql: %s (at offset %zu near \"%s\")",
                           what, t->off, near);
 }
@@ -464,7 +508,8 @@ static an_status lex(walker *w)
                 if (s[j] == '*' && s[j + 1] == '/')
                     break;
                 /* ClickHouse 18.16 ends a comment at the first */ /* while
-                 * current releases nest them: refuse the ambiguity. */
+                                                                    * current releases nest them:
+                                                                    * refuse the ambiguity. */
                 if (s[j] == '/' && s[j + 1] == '*')
                     return lex_fail(w, j, "nested comments are not allowed");
                 if (s[j] == '\0')
@@ -513,8 +558,8 @@ static an_status lex(walker *w)
             if ((st = push(w, TK_WORD, space, i, j - i, i, j - i)) != AN_OK)
                 return st;
             i = j;
-        } else if (is_digit(c) || (c == '.' && i + 1 < n && is_digit(s[i + 1]) &&
-                                   !prev_ends_operand(w))) {
+        } else if (is_digit(c) ||
+                   (c == '.' && i + 1 < n && is_digit(s[i + 1]) && !prev_ends_operand(w))) {
             size_t j = lex_number(w, i);
             if (j < n && is_word_char(s[j]))
                 return lex_fail(w, i, "malformed number (a letter right after digits)");
@@ -525,14 +570,33 @@ static an_status lex(walker *w)
             tk_type ty = TK_OP;
             size_t l = 1;
             switch (c) {
-            case '(': ty = TK_LPAREN; break;
-            case ')': ty = TK_RPAREN; break;
-            case '[': ty = TK_LBRACKET; break;
-            case ']': ty = TK_RBRACKET; break;
-            case ',': ty = TK_COMMA; break;
-            case ';': ty = TK_SEMI; break;
-            case '.': ty = TK_DOT; break;
-            case '+': case '*': case '/': case '%': case '?': case ':':
+            case '(':
+                ty = TK_LPAREN;
+                break;
+            case ')':
+                ty = TK_RPAREN;
+                break;
+            case '[':
+                ty = TK_LBRACKET;
+                break;
+            case ']':
+                ty = TK_RBRACKET;
+                break;
+            case ',':
+                ty = TK_COMMA;
+                break;
+            case ';':
+                ty = TK_SEMI;
+                break;
+            case '.':
+                ty = TK_DOT;
+                break;
+            case '+':
+            case '*':
+            case '/':
+            case '%':
+            case '?':
+            case ':':
                 break;
             case '-':
                 if (i + 1 < n && s[i + 1] == '>') {
@@ -623,8 +687,9 @@ static an_status scan(walker *w)
     for (size_t k = 0; k < w->n; k++) {
         const token *t = &w->t[k];
         if (t->type == TK_WORD && word_is(w, k, "prewhere"))
-            return fail(w, k, "PREWHERE is not allowed: tables are bound to the tenant through "
-                              "a subquery, write WHERE");
+            return fail(w, k,
+                        "PREWHERE is not allowed: tables are bound to the tenant through "
+                        "a subquery, write WHERE");
         if (t->type == TK_WORD && in_list(forbidden_words, w->sql + t->off, t->len))
             return fail(w, k, "%s is not allowed in a template", show(w, k, name, sizeof(name)));
         if (is_name(w, k)) {
@@ -634,8 +699,9 @@ static an_status scan(walker *w)
                 bad = name_eq_ci(w, k, tb->physical, dl);
             }
             if (bad)
-                return fail(w, k, "the name %s is reserved (a database): templates read only "
-                                  "their tables, by bare name",
+                return fail(w, k,
+                            "the name %s is reserved (a database): templates read only "
+                            "their tables, by bare name",
                             show(w, k, name, sizeof(name)));
             /* A function call; bare IN is an operator, checked in the walk. */
             if (tok(w, k + 1)->type == TK_LPAREN && !(t->type == TK_WORD && word_is(w, k, "in")) &&
@@ -830,7 +896,8 @@ static an_status table_expr(walker *w)
             return st;
         tk_type nx = tok(w, alias + 1)->type;
         if (nx == TK_DOT || nx == TK_LPAREN)
-            return fail(w, alias + 1, "unexpected '%c' after a table alias", nx == TK_DOT ? '.' : '(');
+            return fail(w, alias + 1, "unexpected '%c' after a table alias",
+                        nx == TK_DOT ? '.' : '(');
     }
     int final = 0;
     if (keyword_at(w, w->i, "final")) {
@@ -928,8 +995,7 @@ static an_status in_operator(walker *w)
             return AN_OK; /* a function call such as tuple(...): checked as usual */
         const an_sqlcheck_table *tb = find_table(w, m);
         if (!tb)
-            return fail(w, m,
-                        "IN %s reads a table, and %s is not allowed: use one of %s or a list",
+            return fail(w, m, "IN %s reads a table, and %s is not allowed: use one of %s or a list",
                         show(w, m, name, sizeof(name)), name, table_list(w, list, sizeof(list)));
         emit_bound(w, tb, 0, 0, 0);
         w->i = m + 1;
@@ -1084,7 +1150,8 @@ static an_status expr_token(walker *w, int from_ok)
             return in_operator(w);
         if (word_is(w, k, "as")) {
             if (tok(w, k + 1)->type == TK_LPAREN)
-                return fail(w, k, "WITH name AS (subquery) is not supported: use a subquery in FROM");
+                return fail(w, k,
+                            "WITH name AS (subquery) is not supported: use a subquery in FROM");
             if (!is_name(w, k + 1))
                 return fail(w, k + 1, "expected a name after AS");
             take(w);
@@ -1094,8 +1161,8 @@ static an_status expr_token(walker *w, int from_ok)
             take(w);
             return AN_OK;
         }
-        static const char *const structure[] = {"select", "with", "from", "join", "union",
-                                                "using", NULL};
+        static const char *const structure[] = {"select", "with",  "from", "join",
+                                                "union",  "using", NULL};
         if (word_in(w, k, structure))
             return fail(w, k, "unexpected %s here", show(w, k, name, sizeof(name)));
     }
@@ -1184,8 +1251,8 @@ static an_status walk_query(walker *w)
                 continue;
             }
             if (word_is(w, k, "with")) {
-                static const char *const modifiers[] = {"totals", "rollup", "cube", "fill",
-                                                        "ties",   NULL};
+                static const char *const modifiers[] = {"totals", "rollup", "cube",
+                                                        "fill",   "ties",   NULL};
                 if (cl == CL_START) {
                     cl = CL_WITH;
                     take(w);
@@ -1302,10 +1369,11 @@ static an_status check_opts(const an_sqlcheck_opts *o, int need_tenant, an_error
         if (!an_sql_ident_valid(tb->name) || !an_sql_table_name_valid(tb->physical) ||
             !an_sql_ident_valid(tb->tenant_column) ||
             in_list(forbidden_names, tb->name, strlen(tb->name)))
-            return an_error_set(err, AN_INTERNAL,
-                                "sqlcheck: bad table entry (name %s, physical %s, tenant column %s)",
-                                tb->name, tb->physical ? tb->physical : "(null)",
-                                tb->tenant_column ? tb->tenant_column : "(null)");
+            return an_error_set(
+                err, AN_INTERNAL,
+                "sqlcheck: bad table entry (name %s, physical %s, tenant column %s)", tb->name,
+                tb->physical ? tb->physical : "(null)",
+                tb->tenant_column ? tb->tenant_column : "(null)");
         for (const an_sqlcheck_table *u = o->tables; u != tb; u++)
             if (strcmp(u->name, tb->name) == 0)
                 return an_error_set(err, AN_INTERNAL, "sqlcheck: table %s listed twice", tb->name);

@@ -29,7 +29,10 @@ typedef struct hostile_case {
     const char *why;    /* what the template tries */
 } hostile_case;
 
-#define H(sql, reason, ch, why) {sql, 0, reason, ch, why}
+#define H(sql, reason, ch, why)                                                                    \
+    {                                                                                              \
+        sql, 0, reason, ch, why                                                                    \
+    }
 
 static const hostile_case hostile_cases[] = {
     /* --- other statements, more than one statement ------------------- */
@@ -123,24 +126,23 @@ static const hostile_case hostile_cases[] = {
       "table other_table is not allowed", CH_PARSES, "subquery inside EXTRACT(... FROM ...)"),
 
     /* --- table functions ---------------------------------------------- */
-    H("SELECT * FROM numbers(10)", "function numbers is not allowed", CH_PARSES,
-      "table function"),
+    H("SELECT * FROM numbers(10)", "function numbers is not allowed", CH_PARSES, "table function"),
     H("SELECT * FROM remote('127.0.0.1', system.one)", "function remote is not allowed", CH_PARSES,
       "remote()"),
     H("SELECT * FROM url('http://127.0.0.1:1/', CSV, 'a String')", "function url is not allowed",
       CH_NOT_SENT, "url(): reaches out"),
-    H("SELECT * FROM file('passwd', CSV, 'a String')", "function file is not allowed",
-      CH_NOT_SENT, "file(): reads the server's files"),
+    H("SELECT * FROM file('passwd', CSV, 'a String')", "function file is not allowed", CH_NOT_SENT,
+      "file(): reads the server's files"),
     H("SELECT * FROM mysql('h:3306', 'db', 't', 'u', 'p')", "function mysql is not allowed",
       CH_NOT_SENT, "mysql(): reaches out"),
     H("SELECT * FROM jdbc('jdbc:x', 't')", "function jdbc is not allowed", CH_NOT_SENT, "jdbc()"),
-    H("SELECT * FROM merge(currentDatabase(), '^ev')", "function merge is not allowed",
-      CH_PARSES, "merge(): every matching table, unbound"),
+    H("SELECT * FROM merge(currentDatabase(), '^ev')", "function merge is not allowed", CH_PARSES,
+      "merge(): every matching table, unbound"),
     H("SELECT * FROM input('a String')", "function input is not allowed", CH_PARSES, "input()"),
     H("SELECT * FROM some_new_function(1)", "table functions are not allowed", CH_PARSES,
       "a table function the deny list does not know"),
-    H("SELECT * FROM view(SELECT * FROM other_table)", "function view is not allowed",
-      CH_NOT_SENT, "view() of newer servers"),
+    H("SELECT * FROM view(SELECT * FROM other_table)", "function view is not allowed", CH_NOT_SENT,
+      "view() of newer servers"),
 
     /* --- IN reads tables ---------------------------------------------- */
     H("SELECT * FROM events WHERE actor_id IN other_table", "IN other_table reads a table",
@@ -171,17 +173,17 @@ static const hostile_case hostile_cases[] = {
     /* --- functions that read outside the bound relation --------------- */
     H("SELECT dictGet('tenants', 'name', toUInt64(1))", "function dictGet is not allowed",
       CH_PARSES, "dictionary lookup"),
-    H("SELECT dictGetString('tenants', 'name', toUInt64(1))", "function dictGetString",
-      CH_PARSES, "typed dictionary lookup"),
-    H("SELECT DICTGETSTRING('tenants', 'name', toUInt64(1))", "function DICTGETSTRING",
-      CH_PARSES, "dictionary lookup, upper case"),
+    H("SELECT dictGetString('tenants', 'name', toUInt64(1))", "function dictGetString", CH_PARSES,
+      "typed dictionary lookup"),
+    H("SELECT DICTGETSTRING('tenants', 'name', toUInt64(1))", "function DICTGETSTRING", CH_PARSES,
+      "dictionary lookup, upper case"),
     H("SELECT dictHas('tenants', toUInt64(1))", "function dictHas", CH_PARSES, "dictHas"),
     H("SELECT `dictGet`('tenants', 'name', toUInt64(1))", "function dictGet is not allowed",
       CH_PARSES, "dictionary lookup, backquoted name"),
     H("SELECT joinGet('other_table', 'v', 1)", "function joinGet is not allowed", CH_PARSES,
       "joinGet() reads a Join table"),
-    H("SELECT hasColumnInTable('system', 'users', 'name')", "function hasColumnInTable",
-      CH_PARSES, "schema probing"),
+    H("SELECT hasColumnInTable('system', 'users', 'name')", "function hasColumnInTable", CH_PARSES,
+      "schema probing"),
     H("SELECT file('passwd')", "function file is not allowed", CH_PARSES,
       "file() as a scalar function (newer servers)"),
     H("SELECT getSetting('readonly')", "function getSetting is not allowed", CH_PARSES,
@@ -212,10 +214,9 @@ static const hostile_case hostile_cases[] = {
       CH_NOT_SENT, "INTERSECT of newer servers"),
 
     /* --- comments and lexical tricks ---------------------------------- */
-    H("SEL/**/ECT count() FROM events", "one SELECT", CH_NOT_SENT,
-      "a comment splitting a keyword"),
-    H("SELECT count() FROM events /* /* */ , other_table -- */", "nested comments",
-      CH_NOT_SENT, "nested comment read differently by 18.16 and newer servers"),
+    H("SEL/**/ECT count() FROM events", "one SELECT", CH_NOT_SENT, "a comment splitting a keyword"),
+    H("SELECT count() FROM events /* /* */ , other_table -- */", "nested comments", CH_NOT_SENT,
+      "nested comment read differently by 18.16 and newer servers"),
     H("SELECT count() FROM events # , other_table", "'#' comments", CH_NOT_SENT,
       "# comment of newer servers"),
     H("SELECT count() FROM events #!, other_table", "'#' comments", CH_NOT_SENT,
@@ -247,11 +248,9 @@ static const hostile_case hostile_cases[] = {
       "table other_table is not allowed", CH_NOT_SENT,
       "ARRAY not right before JOIN is read as a table join"),
     H("SELECT 1FROM other_table", "malformed number", CH_NOT_SENT, "number glued to a keyword"),
-    H("SELECT count() FROM events WHERE \x01 1", "control character", CH_NOT_SENT,
-      "control byte"),
+    H("SELECT count() FROM events WHERE \x01 1", "control character", CH_NOT_SENT, "control byte"),
     {"SELECT 1\0; DROP TABLE events", sizeof("SELECT 1\0; DROP TABLE events") - 1, "NUL byte",
-     CH_NOT_SENT,
-     "NUL byte hiding a second statement from C string handling"},
+     CH_NOT_SENT, "NUL byte hiding a second statement from C string handling"},
     H("SELECT (1", "unbalanced", CH_NOT_SENT, "unclosed parenthesis"),
     H("SELECT 1)", "unbalanced", CH_NOT_SENT, "extra closing parenthesis"),
     H("SELECT [1)", "unbalanced", CH_NOT_SENT, "mismatched brackets"),
@@ -277,8 +276,8 @@ static const hostile_case hostile_cases[] = {
       "lambda parameter named like the tenant column"),
     H("SELECT arrayMap((x, tenant_id) -> 1, [1], [2]) FROM events", "tenant column", CH_PARSES,
       "lambda tuple parameter named like the tenant column"),
-    H("SELECT count() FROM events WHERE has(events, 1)", "table events can only be read",
-      CH_PARSES, "table name as a value"),
+    H("SELECT count() FROM events WHERE has(events, 1)", "table events can only be read", CH_PARSES,
+      "table name as a value"),
     H("SELECT * FROM (SELECT 1) AS tenant_id", "tenant column", CH_PARSES,
       "subquery alias named like the tenant column"),
 };

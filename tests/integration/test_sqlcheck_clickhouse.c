@@ -21,7 +21,7 @@
 /* Tenant B's id needs quoting: a quoting bug would show as a wrong count. */
 #define TENANT_B "b'ob\\"
 
-static char *base;                  /* unique prefix of this run's tables */
+static char *base;                      /* unique prefix of this run's tables */
 static char ev_phys[128], hr_phys[128]; /* analytics.<base>_ev, analytics.<base>_hr */
 static an_sqlcheck_table tables[3];
 
@@ -136,7 +136,7 @@ static int cmp_lines(const void *a, const void *b)
 
 static char *sorted_lines(const char *body)
 {
-    char *copy = strdup(body), *lines[256];
+    char *copy = strdup(body), *lines[256] = {0};
     size_t n = 0;
     for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l && n < 256;
          l = strtok_r(NULL, "\n", &save))
@@ -152,8 +152,9 @@ static char *sorted_lines(const char *body)
 /* Values only tenant B has: none may appear in tenant A's results. */
 static void assert_no_tenant_b(const char *sql, const char *body)
 {
-    static const char *const b_only[] = {"b'ob", "b\\'ob", "b1", "b2", "b3", "99", "c3",
-                                         "c9", "pricing", "2024-01-04", "2024-01-05", NULL};
+    static const char *const b_only[] = {"b'ob",    "b\\'ob",     "b1",         "b2",
+                                         "b3",      "99",         "c3",         "c9",
+                                         "pricing", "2024-01-04", "2024-01-05", NULL};
     for (const char *const *v = b_only; *v; v++)
         ck_assert_msg(strstr(body, *v) == NULL, "tenant B's %s leaked through %s:\n%s", *v, sql,
                       body);

@@ -32,18 +32,29 @@ static size_t decode(const char *lit, char *out)
         }
         c = lit[++i];
         switch (c) {
-        case '\\': out[j++] = '\\'; break;
-        case '\'': out[j++] = '\''; break;
-        case 'n': out[j++] = '\n'; break;
-        case 't': out[j++] = '\t'; break;
-        case 'r': out[j++] = '\r'; break;
+        case '\\':
+            out[j++] = '\\';
+            break;
+        case '\'':
+            out[j++] = '\'';
+            break;
+        case 'n':
+            out[j++] = '\n';
+            break;
+        case 't':
+            out[j++] = '\t';
+            break;
+        case 'r':
+            out[j++] = '\r';
+            break;
         case 'x': {
             char h[3] = {lit[i + 1], lit[i + 2], 0};
             out[j++] = (char)strtol(h, NULL, 16);
             i += 2;
             break;
         }
-        default: ck_abort_msg("unexpected escape \\%c in %s", c, lit);
+        default:
+            ck_abort_msg("unexpected escape \\%c in %s", c, lit);
         }
     }
     return j;

@@ -90,7 +90,8 @@ static void assert_every_from_is_bound(const char *bound)
             ck_assert_ptr_nonnull(e);
             e++;
         } else if (*e == '_' || ((*e | 0x20) >= 'a' && (*e | 0x20) <= 'z')) {
-            while (*e == '_' || (*e >= '0' && *e <= '9') || ((*e | 0x20) >= 'a' && (*e | 0x20) <= 'z'))
+            while (*e == '_' || (*e >= '0' && *e <= '9') ||
+                   ((*e | 0x20) >= 'a' && (*e | 0x20) <= 'z'))
                 e++;
         } else {
             continue;
@@ -115,8 +116,8 @@ static void assert_every_from_is_bound(const char *bound)
                      strncmp(next, "analytics.events_hourly ", 24) == 0;
             ck_assert_msg(ok, "unbound %s in %s", *kw, bound);
             if (next[0] != '(')
-                ck_assert_msg(p - q >= 10 && strncmp(p - 10, "(SELECT * ", 10) == 0,
-                              "not ours: %s", bound);
+                ck_assert_msg(p - q >= 10 && strncmp(p - 10, "(SELECT * ", 10) == 0, "not ours: %s",
+                              bound);
         }
     }
     free(q);
@@ -180,7 +181,8 @@ START_TEST(test_sqlcheck_rewrites_table_to_bound_subquery_keeping_alias)
     expect_rewrite("SELECT count() FROM events", "SELECT count() FROM " BOUND_EVENTS " AS events");
     expect_rewrite("SELECT e.actor_id FROM events AS e WHERE e.event_name = 'x'",
                    "SELECT e.actor_id FROM " BOUND_EVENTS " AS e WHERE e.event_name = 'x'");
-    expect_rewrite("SELECT e.actor_id FROM events e", "SELECT e.actor_id FROM " BOUND_EVENTS " AS e");
+    expect_rewrite("SELECT e.actor_id FROM events e",
+                   "SELECT e.actor_id FROM " BOUND_EVENTS " AS e");
     expect_rewrite("SELECT 1 FROM `events`", "SELECT 1 FROM " BOUND_EVENTS " AS `events`");
 }
 END_TEST
@@ -194,8 +196,8 @@ START_TEST(test_sqlcheck_rewrites_every_reference_of_joins_unions_and_subqueries
                    "SELECT 1 FROM " BOUND_EVENTS " AS events UNION ALL SELECT 2 FROM " BOUND_HOURLY
                    " AS events_hourly");
     expect_rewrite("SELECT (SELECT count() FROM events) / (SELECT count() FROM events_hourly)",
-                   "SELECT (SELECT count() FROM " BOUND_EVENTS " AS events) / (SELECT count() FROM " BOUND_HOURLY
-                   " AS events_hourly)");
+                   "SELECT (SELECT count() FROM " BOUND_EVENTS
+                   " AS events) / (SELECT count() FROM " BOUND_HOURLY " AS events_hourly)");
     expect_rewrite("SELECT k FROM events ARRAY JOIN prop_keys AS k",
                    "SELECT k FROM " BOUND_EVENTS " AS events ARRAY JOIN prop_keys AS k");
 }
@@ -205,9 +207,10 @@ START_TEST(test_sqlcheck_rewrites_in_with_a_bare_table_to_a_bound_subquery)
 {
     expect_rewrite("SELECT 1 FROM events WHERE actor_id IN events_hourly",
                    "SELECT 1 FROM " BOUND_EVENTS " AS events WHERE actor_id IN " BOUND_HOURLY);
-    expect_rewrite("SELECT 1 FROM events WHERE actor_id GLOBAL NOT IN (SELECT actor_id FROM events)",
-                   "SELECT 1 FROM " BOUND_EVENTS " AS events WHERE actor_id GLOBAL NOT IN (SELECT "
-                   "actor_id FROM " BOUND_EVENTS " AS events)");
+    expect_rewrite(
+        "SELECT 1 FROM events WHERE actor_id GLOBAL NOT IN (SELECT actor_id FROM events)",
+        "SELECT 1 FROM " BOUND_EVENTS " AS events WHERE actor_id GLOBAL NOT IN (SELECT "
+        "actor_id FROM " BOUND_EVENTS " AS events)");
     expect_rewrite("SELECT 1 FROM events WHERE event_name IN ('a', 'b')",
                    "SELECT 1 FROM " BOUND_EVENTS " AS events WHERE event_name IN ('a', 'b')");
 }
@@ -215,9 +218,10 @@ END_TEST
 
 START_TEST(test_sqlcheck_moves_final_and_sample_into_the_bound_subquery)
 {
-    expect_rewrite("SELECT count() FROM events AS e FINAL SAMPLE 1/10 OFFSET 1/2 WHERE e.x = 1",
-                   "SELECT count() FROM (SELECT * FROM analytics.events FINAL SAMPLE 1 / 10 OFFSET 1 / 2 "
-                   "WHERE analytics.events.tenant_id = 'T1') AS e WHERE e.x = 1");
+    expect_rewrite(
+        "SELECT count() FROM events AS e FINAL SAMPLE 1/10 OFFSET 1/2 WHERE e.x = 1",
+        "SELECT count() FROM (SELECT * FROM analytics.events FINAL SAMPLE 1 / 10 OFFSET 1 / 2 "
+        "WHERE analytics.events.tenant_id = 'T1') AS e WHERE e.x = 1");
     expect_rewrite("SELECT count() FROM events FINAL",
                    "SELECT count() FROM (SELECT * FROM analytics.events FINAL WHERE "
                    "analytics.events.tenant_id = 'T1') AS events");
@@ -304,9 +308,8 @@ START_TEST(test_sqlcheck_refuses_bad_table_lists)
     static const an_sqlcheck_table no_db[] = {{"events", "events", "tenant_id"}, {0}};
     static const an_sqlcheck_table bad_col[] = {{"events", "analytics.events", "t id"}, {0}};
     static const an_sqlcheck_table bad_name[] = {{"ev-ents", "analytics.events", "t"}, {0}};
-    static const an_sqlcheck_table twice[] = {{"events", "analytics.a", "t"},
-                                              {"events", "analytics.b", "t"},
-                                              {0}};
+    static const an_sqlcheck_table twice[] = {
+        {"events", "analytics.a", "t"}, {"events", "analytics.b", "t"}, {0}};
     static const an_sqlcheck_table sys[] = {{"system", "analytics.a", "t"}, {0}};
     static const an_sqlcheck_table empty[] = {{0}};
     const an_sqlcheck_table *bad[] = {no_db, bad_col, bad_name, twice, sys, empty, NULL};
@@ -435,11 +438,24 @@ static unsigned rnd(unsigned n)
 
 /* Words a mutation may insert: structure, names, and what attacks use. */
 static const char *const dict[] = {
-    "FROM", "JOIN", "ALL INNER JOIN", "ARRAY JOIN", "LEFT", "IN", "GLOBAL IN", "NOT", ",", "(",
-    ")", "[", "]", ".", ";", "AS", "SELECT", "WITH", "UNION ALL", "WHERE", "ON", "USING", "FINAL",
-    "SAMPLE", "1/10", "events", "events_hourly", "other_table", "system", "tenant_id", "x",
-    "`events`", "\"other_table\"", "'s'", "'", "--", "/*", "*/", "->", "=", "1", "count()",
-    "in(", "dictGet(", "numbers(", "e", "e.x", "#", "\\", "''", "`", "\n",
+    "FROM",        "JOIN",     "ALL INNER JOIN",
+    "ARRAY JOIN",  "LEFT",     "IN",
+    "GLOBAL IN",   "NOT",      ",",
+    "(",           ")",        "[",
+    "]",           ".",        ";",
+    "AS",          "SELECT",   "WITH",
+    "UNION ALL",   "WHERE",    "ON",
+    "USING",       "FINAL",    "SAMPLE",
+    "1/10",        "events",   "events_hourly",
+    "other_table", "system",   "tenant_id",
+    "x",           "`events`", "\"other_table\"",
+    "'s'",         "'",        "--",
+    "/*",          "*/",       "->",
+    "=",           "1",        "count()",
+    "in(",         "dictGet(", "numbers(",
+    "e",           "e.x",      "#",
+    "\\",          "''",       "`",
+    "\n",
 };
 
 /* Templates to mutate: the legitimate ones without SUBSTRING/EXTRACT (whose
