@@ -15,16 +15,30 @@
  *   SELECT count() FROM (SELECT * FROM analytics.events
  *       WHERE analytics.events.tenant_id = 'T') AS e WHERE e.event_name = 'x'
  *
- * so the template author never writes the tenant condition. Refused, with
- * AN_INVALID_ARGUMENT (field "sql") and a message naming what and where
- * (byte offset and token): any other statement or a second one, database-
- * qualified or unknown tables, table functions, the system database,
- * SETTINGS, FORMAT, INTO OUTFILE, functions that read outside the bound
- * relation (dictGet*, joinGet, file, url, remote, in(...), ...), table
- * names used as values, aliases that reuse a tenant column's name,
- * PREWHERE, # comments, nested block comments, characters ClickHouse does
- * not accept or would read differently across versions ($, {, non-ASCII
- * outside quotes), unbalanced brackets, and inputs over the limits.
+ * so the template author never writes the tenant condition; FINAL and
+ * SAMPLE move into the subquery, `x IN events` becomes `x IN (SELECT ...)`.
+ * Refused, with AN_INVALID_ARGUMENT (field "sql") and a message naming what
+ * and where (byte offset and token):
+ *   - any other statement, a second one, EXPLAIN, SET, USE, SHOW, ...;
+ *   - database-qualified or unlisted tables, table functions, the system,
+ *     information_schema and default databases and the tables' own
+ *     databases named anywhere (also `quoted`);
+ *   - SETTINGS, FORMAT, INTO OUTFILE, PREWHERE (not valid on a subquery),
+ *     INTERSECT/EXCEPT, UNION other than UNION ALL, WITH name AS (subquery);
+ *   - functions that read outside the bound relation or the server's state
+ *     (dictGet*, joinGet, file, url, remote, mysql, s3, merge, numbers,
+ *     getSetting, hostName, sleep, in/notIn/globalIn(...), ...);
+ *   - a bare name where ClickHouse could read it as a table: x IN (t),
+ *     x IN (a, t), an allowed table's name used as a value;
+ *   - aliases, lambda parameters and table aliases named like a tenant
+ *     column (on servers that propagate WITH aliases into subqueries they
+ *     could stand in for the column), unquoted keywords as names (AS from),
+ *     '.' that does not join two names;
+ *   - # comments, nested block comments, escapes or dots inside quoted
+ *     names, characters ClickHouse does not accept or reads differently
+ *     across versions ($, {, non-ASCII outside quotes, NUL), unbalanced
+ *     brackets, and inputs over the limits below.
+ * When unsure whether ClickHouse reads something as a table, it refuses.
  *
  * The output is rebuilt from the tokens: comments become a single space and
  * never reach the server, so what runs is exactly what was checked.
