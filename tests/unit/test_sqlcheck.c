@@ -240,6 +240,21 @@ START_TEST(test_sqlcheck_drops_comments_and_keeps_tokens_apart)
 }
 END_TEST
 
+START_TEST(test_sqlcheck_mysql_style_executable_comments_are_only_comments)
+{
+    /* ClickHouse ignores a slash-star-bang comment like any other; it is dropped. */
+    expect_rewrite("SELECT count() /*! , (SELECT 1 FROM system.one) */ FROM events",
+                   "SELECT count() FROM " BOUND_EVENTS " AS events");
+}
+END_TEST
+
+START_TEST(test_sqlcheck_reads_numbers_in_their_clickhouse_forms)
+{
+    expect_rewrite("SELECT 0x1F, 0xff.8p1, 1e-3, 1.5E+2, 1., t.1.2, -7 FROM events AS t",
+                   "SELECT 0x1F, 0xff.8p1, 1e-3, 1.5E+2, 1., t.1.2, -7 FROM " BOUND_EVENTS " AS t");
+}
+END_TEST
+
 START_TEST(test_sqlcheck_quotes_the_tenant_id)
 {
     an_sqlcheck_opts o = opts_for("it's\\ \n");
@@ -550,6 +565,8 @@ Suite *sqlcheck_suite(void)
     tcase_add_test(tc, test_sqlcheck_drops_comments_and_keeps_tokens_apart);
     tcase_add_test(tc, test_sqlcheck_accepts_keywords_as_aliases_and_in_strings);
     tcase_add_test(tc, test_sqlcheck_appends_to_existing_output);
+    tcase_add_test(tc, test_sqlcheck_mysql_style_executable_comments_are_only_comments);
+    tcase_add_test(tc, test_sqlcheck_reads_numbers_in_their_clickhouse_forms);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("mutation");
