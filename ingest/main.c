@@ -256,6 +256,7 @@ static const an_service_def def = {
     .init = ingest_init,
     .exit = ingest_exit,
     .workers = 1,
+    .deps = AN_DEP_CLICKHOUSE,
 };
 
 int main(int argc, char **argv)
