@@ -12,9 +12,10 @@
  *             ("+WPI" once a third of the ack wait passed) and reads the
  *             consumer's lag for /metrics
  *
- * Memory is bounded by a pool of three batches (one filling, one waiting,
- * one being written): when ClickHouse is down the fetcher stops fetching
- * once the pool is used up, and the messages stay unacked in JetStream.
+ * Memory is bounded by a pool of two batches (one filling, one being
+ * written), each of at most batch_rows messages and batch_bytes bytes: when
+ * ClickHouse is down the fetcher stops fetching once both are full, and the
+ * rest stays in JetStream.
  */
 #ifndef INGEST_PIPELINE_H
 #define INGEST_PIPELINE_H
