@@ -62,7 +62,7 @@ static const an_config_var ingest_vars[] = {
      "flush a batch at this many messages"},
     {"ANALYTICS_INGEST_BATCH_AGE", AN_CFG_DURATION, "1s", 1, 600000, 0, V(batch_age_ms),
      "flush a batch when its first message is this old"},
-    {"ANALYTICS_INGEST_BATCH_BYTES", AN_CFG_SIZE, "48MiB", 65536, 1LL << 31, 0, V(batch_bytes),
+    {"ANALYTICS_INGEST_BATCH_BYTES", AN_CFG_SIZE, "40MiB", 65536, 1LL << 31, 0, V(batch_bytes),
      "flush a batch at this many bytes of rows"},
     {"ANALYTICS_INGEST_MAX_EVENT_BYTES", AN_CFG_SIZE, "64KiB", 256, 8LL << 20, 0,
      V(max_event_bytes), "larger events are dead-lettered (too_large)"},

@@ -59,7 +59,8 @@ an_status ingest_pipeline_start(const ingest_pipeline_options *o, ingest_pipelin
  * what cannot be written by then is handed back with a NAK), join, free. */
 void ingest_pipeline_stop(ingest_pipeline *p);
 
-/* Usable: fetching works (the last fetch succeeded within 10 s). */
+/* Usable: fetching works (the last fetch succeeded within 10 s) and writing
+ * has not been failing for more than 30 s. */
 an_status ingest_pipeline_ready(ingest_pipeline *p, an_error *err);
 
 #endif
