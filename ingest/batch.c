@@ -90,6 +90,7 @@ void ingest_batch_reset(ingest_batch *b)
     an_buf_reset(&b->arena);
     b->opened_ms = b->progress_ms = 0;
     b->attempts = 0;
+    b->serial = 0;
 }
 
 size_t ingest_batch_bytes(const ingest_batch *b)

@@ -66,6 +66,7 @@ typedef struct ingest_batch {
     bool uncertain[INGEST_TIERS]; /* an attempt failed: rows may be stored already */
     size_t skipped[INGEST_TIERS]; /* rows left out because they were stored already */
     int attempts;
+    uint64_t serial; /* set by the store at the first attempt, for query ids */
 } ingest_batch;
 
 /* Create an empty batch (RowBinary builders for the three tables). */
