@@ -341,7 +341,7 @@ static an_status count_rows(void *ud, const an_ch_row *row, an_error *err)
  * is still running: one that started before b's first message was fetched
  * (a replica that died after sending it), or an earlier attempt of this
  * same batch and tier (failed on the client side, maybe not on the server). */
-static void wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t)
+static an_status wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t, an_error *err)
 {
     int64_t start = an_time_mono_ms(), logged = 0;
     for (;;) {
@@ -362,21 +362,29 @@ static void wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t)
         an_sql_quote_str(&c->sql, own);
         an_buf_adds(&c->sql, "))");
         long long running = 0;
-        if (an_ch_query(c->ch, c->sql.data, NULL, count_rows, &running, &e) != AN_OK) {
+        if (c->processes_refused)
+            return AN_OK;
+        an_status st = an_ch_query(c->ch, c->sql.data, NULL, count_rows, &running, &e);
+        if (st == AN_UNAVAILABLE) { /* ClickHouse is away: this attempt fails, the next waits */
+            if (err)
+                *err = e;
+            return st;
+        }
+        if (st != AN_OK) { /* not allowed to read it: say so once, go on without */
             if (!c->processes_refused)
                 an_warn("cannot read system.processes (%s): look-ups of redelivered messages "
                         "rely on the ack wait alone",
                         e.message);
             c->processes_refused = true;
-            return;
+            return AN_OK;
         }
         int64_t waited = an_time_mono_ms() - start;
         if (running == 0)
-            return;
+            return AN_OK;
         if (waited >= c->max_wait_ms) {
             an_warn("%lld earlier INSERTs into %s still run after %lld ms; looking up anyway",
                     running, ingest_tier_table(t), (long long)waited);
-            return;
+            return AN_OK;
         }
         if (waited - logged >= 5000) {
             an_info("waiting for %lld earlier INSERTs into %s to finish before looking up "
@@ -417,8 +425,9 @@ static an_status write_tier(conn *st, ingest_batch *b, ingest_tier t, ingest_wri
                 abort();
         }
         memset(st->present, 0, b->n);
-        wait_for_inserts(st, b, t);
-        an_status s = look_up(st, b, t, idx, n, &found, err);
+        an_status s = wait_for_inserts(st, b, t, err);
+        if (s == AN_OK)
+            s = look_up(st, b, t, idx, n, &found, err);
         rep->looked_up += n;
         if (s != AN_OK) {
             free(idx);
