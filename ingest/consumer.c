@@ -383,7 +383,7 @@ static an_status on_status(ingest_consumer *c, natsMsg *m, an_error *err)
 }
 
 an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, int64_t timeout_ms,
-                                natsMsgList *list, an_error *err)
+                                bool more_requests, natsMsgList *list, an_error *err)
 {
     memset(list, 0, sizeof(*list));
     if (!c->sub)
@@ -392,8 +392,8 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
         max = 1;
     /* two requests may each bring max_bytes / 2: about max_bytes in all */
     int64_t per_request = max_bytes > 0 ? (max_bytes / 2 > 65536 ? max_bytes / 2 : 65536) : 0;
-    int64_t now = an_time_mono_ms(), deadline = now + (timeout_ms > 0 ? timeout_ms : 1);
-    natsStatus s = top_up(c, max, per_request, now);
+    int64_t now = an_time_mono_ms(), deadline = now + (timeout_ms > 0 ? timeout_ms : 0);
+    natsStatus s = more_requests ? top_up(c, max, per_request, now) : NATS_OK;
     if (s != NATS_OK)
         return nats_error(err, s, 0, "sending a pull request");
     natsMsg **msgs = malloc((size_t)max * sizeof(natsMsg *));
@@ -427,7 +427,7 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
         natsMsg_Destroy(m);
         if (st != AN_OK)
             break;
-        s = top_up(c, max, per_request, an_time_mono_ms());
+        s = more_requests ? top_up(c, max, per_request, an_time_mono_ms()) : NATS_OK;
         if (s != NATS_OK) {
             st = nats_error(err, s, 0, "sending a pull request");
             break;
