@@ -113,6 +113,15 @@ XML
             <max_execution_time>30</max_execution_time>
             <max_result_rows>1000000000</max_result_rows>
         </reader>
+        <exporter>
+            <!-- the reader's rules, with time for long exports (a 5M-row xlsx
+                 streams for over 30 s: the result is read as fast as the
+                 writer can compress it) -->
+            <readonly>1</readonly>
+            <max_memory_usage>2000000000</max_memory_usage>
+            <max_execution_time>900</max_execution_time>
+            <max_result_rows>1000000000</max_result_rows>
+        </exporter>
         <audit>
             <!-- readonly=1 as well: the audit tier is read, never queried with
                  per-query settings or table functions. -->
@@ -147,6 +156,15 @@ XML
                 <database>analytics</database>
             </allow_databases>
         </analytics_reader>
+        <analytics_exporter>
+            <password>${AN_CH_EXPORTER_PASSWORD}</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>exporter</profile>
+            <quota>default</quota>
+            <allow_databases>
+                <database>analytics</database>
+            </allow_databases>
+        </analytics_exporter>
         <analytics_audit>
             <password>${AN_CH_AUDIT_PASSWORD}</password>
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
@@ -184,10 +202,11 @@ cmd_start() {
     local nats_port nats_mon redis_port ch_http ch_tcp
     nats_port=$(free_port); nats_mon=$(free_port); redis_port=$(free_port)
     ch_http=$(free_port); ch_tcp=$(free_port)
-    export AN_CH_ADMIN_PASSWORD AN_CH_WRITER_PASSWORD AN_CH_READER_PASSWORD AN_CH_AUDIT_PASSWORD
+    export AN_CH_ADMIN_PASSWORD AN_CH_WRITER_PASSWORD AN_CH_READER_PASSWORD AN_CH_AUDIT_PASSWORD AN_CH_EXPORTER_PASSWORD
     AN_CH_ADMIN_PASSWORD=admin-$RANDOM$RANDOM
     AN_CH_WRITER_PASSWORD=writer-$RANDOM$RANDOM
     AN_CH_READER_PASSWORD=reader-$RANDOM$RANDOM
+    AN_CH_EXPORTER_PASSWORD=exporter-$RANDOM$RANDOM
     AN_CH_AUDIT_PASSWORD=audit-$RANDOM$RANDOM
 
     log "state in $dir"
@@ -219,6 +238,8 @@ export ANALYTICS_CLICKHOUSE_ADMIN_USER=default
 export ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD=$AN_CH_ADMIN_PASSWORD
 export ANALYTICS_CLICKHOUSE_READER_USER=analytics_reader
 export ANALYTICS_CLICKHOUSE_READER_PASSWORD=$AN_CH_READER_PASSWORD
+export ANALYTICS_CLICKHOUSE_EXPORTER_USER=analytics_exporter
+export ANALYTICS_CLICKHOUSE_EXPORTER_PASSWORD=$AN_CH_EXPORTER_PASSWORD
 export ANALYTICS_CLICKHOUSE_AUDIT_USER=analytics_audit
 export ANALYTICS_CLICKHOUSE_AUDIT_PASSWORD=$AN_CH_AUDIT_PASSWORD
 ENV
