@@ -54,12 +54,12 @@ $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# A service is every .c file of its folder, linked with libanalytics. (The
-# object list is a function: a literal % in a pattern rule's prerequisites
-# would be replaced by the stem.)
-svc_objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c))
+# A service is every .c file of its folder, linked with libanalytics. (A
+# literal % in a pattern rule's prerequisites would be replaced by the stem:
+# $$(pc) expands to % only in the second expansion.)
+pc := %
 .SECONDEXPANSION:
-$(BUILD)/bin/%: $$(call svc_objs,$$*) $(LIB)
+$(BUILD)/bin/%: $$(patsubst $$(pc).c,$(BUILD)/$$(pc).o,$$(wildcard $$*/*.c)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -180,11 +180,11 @@ const char *exports_final_state(exports_ctx *x, redisContext *c, const char *id,
 static const an_redis_script slot_take = {
     "exports_slot_take",
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])\n"
-    "local until = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
+    "local exp_at = tonumber(ARGV[1]) + tonumber(ARGV[2])\n"
     "if redis.call('ZSCORE', KEYS[1], ARGV[4]) then\n"
-    "  redis.call('ZADD', KEYS[1], until, ARGV[4]) return 1 end\n"
+    "  redis.call('ZADD', KEYS[1], exp_at, ARGV[4]) return 1 end\n"
     "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end\n"
-    "redis.call('ZADD', KEYS[1], until, ARGV[4])\n"
+    "redis.call('ZADD', KEYS[1], exp_at, ARGV[4])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "return 1\n",
 };
@@ -202,7 +202,7 @@ an_status exports_slot_take(exports_ctx *x, redisContext *c, const char *tenant,
     const char *args[] = {key.data, now, ttl, limit, id};
     size_t lens[] = {key.len, strlen(now), strlen(ttl), strlen(limit), strlen(id)};
     redisReply *r = NULL;
-    an_status s = an_redis_eval(c, &slot_take, 1, 4, args, lens, &r, err);
+    an_status s = an_redis_eval(c, &slot_take, 1, 5, args, lens, &r, err);
     an_buf_free(&key);
     if (s != AN_OK)
         return s;
