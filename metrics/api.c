@@ -226,7 +226,7 @@ an_status metrics_handle_create(an_request *req, cJSON **data, an_error *err)
         goto done;
     int64_t now = an_time_now_ms();
     d.created_by = strdup(req->auth->user ? req->auth->user : "");
-    d.created_at_ms = d.updated_at_ms = now;
+    d.created_at_ms = d.updated_at_ms = now - now % 1000; /* stored in whole seconds */
     d.version = (uint64_t)now;
 
     redisContext *r = NULL;
@@ -412,7 +412,7 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
                 goto out;
     }
     int64_t now = an_time_now_ms();
-    next.updated_at_ms = now;
+    next.updated_at_ms = now - now % 1000;
     next.version = (uint64_t)now > cur.version ? (uint64_t)now : cur.version + 1;
     s = put_unique(ctx, r, &next, strcmp(next.name, cur.name) != 0, err);
     if (s == AN_OK) {

@@ -505,8 +505,17 @@ static an_status run_live(metrics_ctx *ctx, const query_request *q, qtable *t, a
         an_buf_free(&sql);
         return an_error_field(err, AN_INVALID_ARGUMENT, "query", "query: empty template");
     }
+    an_buf_addc(&sql, ')');
+    if (q->preview && t->has_bucket) {
+        /* a cut preview shows the first rows, not any rows */
+        an_buf_adds(&sql, " ORDER BY bucket");
+        if (q->per_tenant)
+            an_buf_adds(&sql, ", " AN_TEMPLATE_TENANT_ALIAS);
+        for (size_t i = 0; i < q->params->ndimensions; i++)
+            an_buf_addf(&sql, ", dim_%zu", i);
+    }
     /* One row more than accepted: seeing it means the answer would be cut. */
-    an_buf_adds(&sql, ") LIMIT ");
+    an_buf_adds(&sql, " LIMIT ");
     an_sql_uint64(&sql, t->limit + 1);
     an_ch *ch = NULL;
     if ((s = metrics_reader_take(ctx->conns, &ch, err)) != AN_OK) {
