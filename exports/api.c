@@ -103,8 +103,10 @@ cJSON *exports_job_json(exports_ctx *x, const exports_job *j)
     cJSON_AddStringToObject(o, "requestedBy", j->requested_by);
     cJSON_AddStringToObject(o, "query", j->query);
     cJSON_AddStringToObject(o, "format", exports_format_name(j->format));
-    cJSON *f = cJSON_Parse(j->filters ? j->filters : "[]");
+    cJSON *params = cJSON_Parse(j->params ? j->params : "{}");
+    cJSON *f = cJSON_DetachItemFromObjectCaseSensitive(params, "filters");
     cJSON_AddItemToObject(o, "filters", f ? f : cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "parameters", params ? params : cJSON_CreateObject());
     cJSON_AddStringToObject(o, "status", j->status);
     an_buf url = AN_BUF_INIT;
     if (x && exports_output_url(x, j, &url, NULL) == AN_OK)
@@ -135,7 +137,8 @@ cJSON *exports_job_json(exports_ctx *x, const exports_job *j)
 static an_status handle_create(an_request *req, cJSON **data, an_error *err)
 {
     exports_ctx *x = req->ctx;
-    static const char *const keys[] = {"query", "format", "filters", "tenantId", NULL};
+    static const char *const keys[] = {"query",       "format",     "filters",  "from", "to",
+                                       "granularity", "dimensions", "tenantId", NULL};
     if (only_keys(req->body, keys, err) != AN_OK)
         return err->code;
     const char *tenant = tenant_of(req, err);
@@ -143,10 +146,9 @@ static an_status handle_create(an_request *req, cJSON **data, an_error *err)
         return err->code;
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(req->body, "query");
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(req->body, "format");
-    const cJSON *filters = cJSON_GetObjectItemCaseSensitive(req->body, "filters");
     if (!cJSON_IsString(q) || !*q->valuestring)
         return an_error_field(err, AN_INVALID_ARGUMENT, "query",
-                              "query: required, a SQL template over `events`");
+                              "query: required, a SQL template over {{events}}");
     if (strlen(q->valuestring) > MAX_QUERY_BYTES)
         return an_error_field(err, AN_INVALID_ARGUMENT, "query", "query: at most %d bytes",
                               MAX_QUERY_BYTES);
@@ -155,7 +157,7 @@ static an_status handle_create(an_request *req, cJSON **data, an_error *err)
         return an_error_field(err, AN_INVALID_ARGUMENT, "format",
                               "format: must be csv, xlsx or json");
     char *canonical = NULL;
-    if (exports_filters_check(filters, &canonical, err) != AN_OK)
+    if (exports_params_check(req->body, &canonical, err) != AN_OK)
         return err->code;
     /* The template is checked and bound now, so a bad one never queues. */
     an_buf bound = AN_BUF_INIT;
@@ -180,7 +182,7 @@ static an_status handle_create(an_request *req, cJSON **data, an_error *err)
     j.format = f;
     j.status = strdup(EXPORTS_STATUS_QUEUED);
     j.query = strdup(q->valuestring);
-    j.filters = canonical;
+    j.params = canonical;
     j.correlation_id = strdup(req->correlation_id);
     j.file_key = strdup("");
     j.error_code = strdup("");
@@ -366,7 +368,7 @@ static an_status handle_cancel(an_request *req, cJSON **data, an_error *err)
 }
 
 const an_endpoint exports_endpoints[] = {
-    {"create", handle_create, 0, 0, "start an export job: {query, format, filters}"},
+    {"create", handle_create, 0, 0, "start an export job: {query, format, filters, from, to, ...}"},
     {"get", handle_get, 0, 0, "one export job with its progress and outputUrl: {id}"},
     {"list", handle_list, 0, 0, "the tenant's export jobs, newest first, paged"},
     {"cancel", handle_cancel, 0, 0, "cancel a queued or running export: {id}"},

@@ -63,7 +63,8 @@ typedef struct exports_job {
     exports_format format;
     char *status;
     char *query;          /* the template as the caller sent it */
-    char *filters;        /* JSON array text, "[]" when none */
+    char *params;         /* JSON object: the template's parameters (filters, from, to,
+                             granularity, dimensions), "{}" when none */
     char *correlation_id; /* of the create request; carried into the events */
     uint32_t attempts;
     uint64_t rows;
@@ -356,13 +357,13 @@ an_status exports_slot_take(exports_ctx *x, struct redisContext *c, const char *
 void exports_slot_release(exports_ctx *x, struct redisContext *c, const char *tenant,
                           const char *id);
 
-/* The allowed tables of templates and the binding of query + filters into
- * the SQL that runs (appended to out). */
-an_status exports_bind_query(const char *tenant_id, const char *query, const char *filters_json,
+/* Bind a job's template with its parameters (params_json, an object) to
+ * the tenant (common/template.h): the SQL that runs, appended to out. */
+an_status exports_bind_query(const char *tenant_id, const char *query, const char *params_json,
                              an_buf *out, an_error *err);
-/* Validate the filters of a create request; *canonical gets the JSON text
- * that is stored. */
-an_status exports_filters_check(const cJSON *filters, char **canonical, an_error *err);
+/* Validate the template parameters of a create request body; *canonical
+ * (may be NULL) gets the JSON object that is stored with the job. */
+an_status exports_params_check(const cJSON *body, char **canonical, an_error *err);
 
 /* The job as the API shows it (outputUrl when completed and not expired). */
 cJSON *exports_job_json(exports_ctx *x, const exports_job *j);

@@ -4,7 +4,7 @@
  * of the whole record with a higher version; reads use FINAL and filter
  * deleted in WHERE.
  *
- * Mapping: spec holds {"query", "filters", "correlationId"}; file_path the
+ * Mapping: spec holds {"query", "params", "correlationId"}; file_path the
  * storage key; finished_at is completedAt; createdAt comes from the id (a
  * ULID carries its creation time in ms), the DateTime columns are seconds.
  *
@@ -51,7 +51,7 @@ void exports_job_clear(exports_job *j)
     free(j->requested_by);
     free(j->status);
     free(j->query);
-    free(j->filters);
+    free(j->params);
     free(j->correlation_id);
     free(j->file_key);
     free(j->error_code);
@@ -100,8 +100,8 @@ an_status exports_store_put(an_ch *ch, exports_job *j, an_error *err)
 
     cJSON *spec = cJSON_CreateObject();
     cJSON_AddStringToObject(spec, "query", nz(j->query));
-    cJSON *filters = cJSON_Parse(j->filters ? j->filters : "[]");
-    cJSON_AddItemToObject(spec, "filters", filters ? filters : cJSON_CreateArray());
+    cJSON *params = cJSON_Parse(j->params ? j->params : "{}");
+    cJSON_AddItemToObject(spec, "params", params ? params : cJSON_CreateObject());
     if (j->correlation_id)
         cJSON_AddStringToObject(spec, "correlationId", j->correlation_id);
     char *spec_text = cJSON_PrintUnformatted(spec);
@@ -185,10 +185,10 @@ static an_status on_job_row(void *ud, const an_ch_row *r, an_error *err)
     j->status = field_dup(r, 4);
     cJSON *spec = cJSON_Parse(r->fields[5] ? r->fields[5] : "");
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(spec, "query");
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(spec, "filters");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(spec, "params");
     const cJSON *cid = cJSON_GetObjectItemCaseSensitive(spec, "correlationId");
     j->query = strdup(cJSON_IsString(q) ? q->valuestring : "");
-    j->filters = f ? cJSON_PrintUnformatted(f) : strdup("[]");
+    j->params = cJSON_IsObject(f) ? cJSON_PrintUnformatted(f) : strdup("{}");
     j->correlation_id = cJSON_IsString(cid) ? strdup(cid->valuestring) : NULL;
     cJSON_Delete(spec);
     j->attempts = (uint32_t)field_u64(r, 6);

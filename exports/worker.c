@@ -342,7 +342,7 @@ static an_status run(exports_worker *w, const an_queue_job *qj, exports_job *j, 
         return s;
 
     an_buf sql = AN_BUF_INIT, spool = AN_BUF_INIT, key = AN_BUF_INIT;
-    s = exports_bind_query(j->tenant_id, j->query, j->filters, &sql, err);
+    s = exports_bind_query(j->tenant_id, j->query, j->params, &sql, err);
     an_buf_addf(&spool, "%s/%s.%d.%s.part", x->cfg.spool_dir, j->id, qj->attempt,
                 exports_format_ext(j->format));
     exports_writer_opts wo = {.tmpdir = x->cfg.spool_dir,

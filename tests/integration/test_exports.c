@@ -28,7 +28,7 @@
 #define LINK_SECRET "exports-it-link-secret-0123456789abcdefghij"
 #define QUERY                                                                                      \
     "SELECT event_id, event_name, occurred_at, toDate(occurred_at) AS day, "                       \
-    "toUInt32(occurred_ms) AS ms, properties FROM events ORDER BY event_id"
+    "toUInt32(occurred_ms) AS ms, properties FROM {{events}} ORDER BY event_id"
 
 static natsConnection *nc;
 static pid_t procs[4];
@@ -425,34 +425,62 @@ START_TEST(test_each_format_matches_clickhouse_with_quoting)
 }
 END_TEST
 
-START_TEST(test_filters_narrow_the_rows)
+START_TEST(test_template_filters_and_time_range_narrow_the_rows)
 {
     char *tenant = th_unique("t_filt");
-    insert_events(tenant, 60);
+    insert_events(tenant, 60); /* one a minute from 2024-01-01 00:00:00 UTC */
     start_exports("a", NULL);
-    char *id = create(tenant, "ann", QUERY, "csv",
-                      "[{\"column\":\"event_name\",\"op\":\"eq\",\"value\":\"course.enrolled\"},"
-                      "{\"column\":\"ms\",\"op\":\"in\",\"value\":[0,3,6,9,12,15,30]}]");
+    const char *tpl = "SELECT event_id, event_name, occurred_at, toDate(occurred_at) AS day, "
+                      "toUInt32(occurred_ms) AS ms, properties FROM {{events}} "
+                      "WHERE {{time_range}} AND {{filters}} ORDER BY event_id";
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "query", tpl);
+    cJSON_AddStringToObject(b, "format", "csv");
+    cJSON_AddStringToObject(b, "from", "2024-01-01T00:10:00Z");
+    cJSON_AddStringToObject(b, "to", "2024-01-01T00:40:00Z");
+    cJSON_AddItemToObject(
+        b, "filters",
+        cJSON_Parse("[{\"field\":\"event_name\",\"op\":\"eq\",\"value\":\"course.enrolled\"}]"));
+    char *body = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    const cJSON *data, *error;
+    cJSON *r = call(tenant, "ann", "create", body, &data, &error);
+    ck_assert_msg(data && !error, "create: %s", body);
+    char *id = strdup(str_of(data, "id"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(data, "filters")), 1);
+    ck_assert_str_eq(str_of(cJSON_GetObjectItemCaseSensitive(data, "parameters"), "from"),
+                     "2024-01-01T00:10:00Z");
+    cJSON_Delete(r);
     const cJSON *job;
-    cJSON *r = wait_status(tenant, id, "completed failed", 30000, &job);
+    r = wait_status(tenant, id, "completed failed", 30000, &job);
     ck_assert_str_eq(str_of(job, "status"), "completed");
     char *file = fmt("%s/filtered.csv", dir);
     ck_assert_int_eq(http_get(str_of(job, "outputUrl"), file), 200);
-    char *exp = expected(tenant, "AND event_name = 'course.enrolled' AND occurred_ms IN "
-                                 "(0,3,6,9,12,15,30)");
+    char *exp = expected(tenant, "AND event_name = 'course.enrolled' AND occurred_at >= "
+                                 "toDateTime('2024-01-01 00:10:00') AND occurred_at < "
+                                 "toDateTime('2024-01-01 00:40:00')");
     check_file("csv", file, exp, 0);
-    ck_assert_int_eq((int)num_of(cJSON_GetObjectItemCaseSensitive(job, "progress"), "rows"), 7);
-    /* a filter on a name that is not an identifier never reaches SQL */
-    const cJSON *data, *error;
+    /* 00:10 .. 00:39 holds minutes 10..39 of 61-second steps; every third is enrolled */
+    ck_assert_int_gt((int)num_of(cJSON_GetObjectItemCaseSensitive(job, "progress"), "rows"), 5);
+    cJSON_Delete(r);
+    /* a filter field that is not a column or property path never reaches SQL */
     cJSON *bad = call(tenant, "ann", "create",
-                      "{\"query\":\"SELECT event_id FROM events\",\"format\":\"csv\","
-                      "\"filters\":[{\"column\":\"x) OR (1\",\"op\":\"eq\",\"value\":1}]}",
+                      "{\"query\":\"SELECT event_id FROM {{events}} WHERE {{filters}}\","
+                      "\"format\":\"csv\",\"filters\":[{\"field\":\"x) OR (1\",\"op\":\"eq\","
+                      "\"value\":1}]}",
                       &data, &error);
+    ck_assert_str_eq(str_of(error, "code"), "invalid_argument");
+    cJSON_Delete(bad);
+    /* filters for a template without {{filters}} are refused, not ignored */
+    bad = call(tenant, "ann", "create",
+               "{\"query\":\"SELECT event_id FROM {{events}}\",\"format\":\"csv\","
+               "\"filters\":[{\"field\":\"event_name\",\"op\":\"eq\",\"value\":\"x\"}]}",
+               &data, &error);
     ck_assert_str_eq(str_of(error, "code"), "invalid_argument");
     cJSON_Delete(bad);
     free(exp);
     free(file);
-    cJSON_Delete(r);
+    free(body);
     free(id);
     free(tenant);
 }
@@ -577,7 +605,7 @@ START_TEST(test_tenant_isolation_of_jobs_and_queries)
     /* the query of A sees only A's rows, however it is written */
     char *id = create(ta, "ann",
                       "SELECT count() AS n, uniqExact(tenant_id) AS tenants, "
-                      "any(tenant_id) AS t FROM events",
+                      "any(tenant_id) AS t FROM {{events}}",
                       "json", NULL);
     const cJSON *job;
     cJSON *r = wait_status(ta, id, "completed failed", 30000, &job);
@@ -603,7 +631,7 @@ START_TEST(test_tenant_isolation_of_jobs_and_queries)
     cJSON_Delete(r);
     /* B cannot act as A */
     char *as_a =
-        fmt("{\"tenantId\":\"%s\",\"query\":\"SELECT 1 FROM events\",\"format\":\"csv\"}", ta);
+        fmt("{\"tenantId\":\"%s\",\"query\":\"SELECT 1 FROM {{events}}\",\"format\":\"csv\"}", ta);
     r = call(tb, "bob", "create", as_a, &data, &error);
     ck_assert_str_eq(str_of(error, "code"), "permission_denied");
     cJSON_Delete(r);
@@ -614,10 +642,10 @@ START_TEST(test_tenant_isolation_of_jobs_and_queries)
     /* templates that name the physical table or another database are refused */
     const char *evil[] = {
         "SELECT * FROM analytics.events",
-        "SELECT * FROM events WHERE tenant_id = 'x' UNION ALL SELECT * FROM "
+        "SELECT * FROM {{events}} WHERE tenant_id = 'x' UNION ALL SELECT * FROM "
         "analytics_audit.events",
         "SELECT * FROM system.tables",
-        "SELECT * FROM events SETTINGS max_execution_time = 1000",
+        "SELECT * FROM {{events}} SETTINGS max_execution_time = 1000",
     };
     for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
         cJSON *b = cJSON_CreateObject();
@@ -693,7 +721,7 @@ START_TEST(test_query_error_fails_the_job_with_clickhouse_message)
     char *tenant = th_unique("t_qerr");
     insert_events(tenant, 3);
     start_exports("a", NULL);
-    char *id = create(tenant, "ann", "SELECT no_such_column FROM events", "csv", NULL);
+    char *id = create(tenant, "ann", "SELECT no_such_column FROM {{events}}", "csv", NULL);
     const cJSON *job;
     cJSON *r = wait_status(tenant, id, "completed failed", 30000, &job);
     ck_assert_str_eq(str_of(job, "status"), "failed");
@@ -717,7 +745,7 @@ START_TEST(test_per_tenant_limit_on_active_jobs)
     char *a = create(tenant, "ann", QUERY, "csv", NULL);
     char *b = create(tenant, "ann", QUERY, "csv", NULL);
     const cJSON *data, *error;
-    const char *body = "{\"query\":\"SELECT 1 FROM events\",\"format\":\"csv\"}";
+    const char *body = "{\"query\":\"SELECT 1 FROM {{events}}\",\"format\":\"csv\"}";
     cJSON *r = call(tenant, "ann", "create", body, &data, &error);
     ck_assert_str_eq(str_of(error, "code"), "resource_exhausted");
     cJSON_Delete(r);
@@ -729,7 +757,7 @@ START_TEST(test_per_tenant_limit_on_active_jobs)
     cJSON_Delete(call(tenant, "ann", "cancel", c, &data, &error));
     free(create(tenant, "ann", QUERY, "csv", NULL));
     /* bad requests say which field */
-    r = call(tenant, "ann", "create", "{\"query\":\"SELECT 1 FROM events\",\"format\":\"pdf\"}",
+    r = call(tenant, "ann", "create", "{\"query\":\"SELECT 1 FROM {{events}}\",\"format\":\"pdf\"}",
              &data, &error);
     ck_assert_str_eq(str_of(cJSON_GetObjectItemCaseSensitive(error, "details"), "field"), "format");
     cJSON_Delete(r);
@@ -882,7 +910,7 @@ Suite *exports_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_each_format_matches_clickhouse_with_quoting);
-    tcase_add_test(tc, test_filters_narrow_the_rows);
+    tcase_add_test(tc, test_template_filters_and_time_range_narrow_the_rows);
     tcase_add_test(tc, test_signed_link_refused_when_altered_or_expired);
     tcase_add_test(tc, test_cancel_running_and_queued_jobs);
     tcase_add_test(tc, test_tenant_isolation_of_jobs_and_queries);
