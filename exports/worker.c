@@ -172,10 +172,10 @@ static void check_progress(run_state *r)
             return;
         }
     }
-    if (now >= r->next_progress_ms) {
+    if (r->out && now >= r->next_progress_ms) {
         r->next_progress_ms = now + 2000;
-        r->job->rows = r->out ? exports_writer_rows(r->out) : 0;
-        r->job->bytes = r->out ? exports_writer_bytes(r->out) : 0;
+        r->job->rows = exports_writer_rows(r->out);
+        r->job->bytes = exports_writer_bytes(r->out);
         an_error err;
         if (exports_store_put(w->ch, r->job, &err) != AN_OK)
             an_log_ctx(AN_LOG_WARN, r->job->tenant_id, r->job->correlation_id,

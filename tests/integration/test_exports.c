@@ -798,6 +798,7 @@ START_TEST(test_worker_killed_mid_job_is_completed_once)
     r = wait_status(tenant, id, "completed failed", 40000, &job);
     ck_assert_str_eq(str_of(job, "status"), "completed");
     ck_assert_int_eq((int)num_of(job, "attempts"), 2);
+    ck_assert_int_eq((int)num_of(cJSON_GetObjectItemCaseSensitive(job, "progress"), "rows"), 1500);
     char *file = fmt("%s/killed.csv", dir);
     ck_assert_int_eq(http_get(str_of(job, "outputUrl"), file), 200);
     cJSON_Delete(r);
