@@ -107,7 +107,7 @@ exports_coltype exports_coltype_of(const char *t)
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid
  * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t exports_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     if (c < 0x80)
@@ -147,7 +147,7 @@ void exports_utf8_sanitize(an_buf *out, const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run = 0;
     while (i < n) {
-        size_t k = utf8_seq(p + i, n - i);
+        size_t k = exports_utf8_seq(p + i, n - i);
         if (k) {
             i += k;
             continue;

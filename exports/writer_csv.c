@@ -14,62 +14,58 @@
 
 #include <string.h>
 
-static bool needs_quotes(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == ',' || c == '"' || c == '\r' || c == '\n')
-            return true;
-    }
-    return false;
-}
-
 static bool formula_like(const char *s, size_t n)
 {
     return n > 0 && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' ||
                      s[0] == '\r');
 }
 
-/* True when s can be written as is: ASCII without a character that needs
- * quoting (the common case, kept free of copies). */
-static bool plain(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80 || c == ',' || c == '"' || c == '\r' || c == '\n')
-            return false;
-    }
-    return true;
-}
-
 void exports_csv_field(an_buf *out, const char *s, size_t n, bool neutralise)
 {
     bool formula = neutralise && formula_like(s, n);
-    if (!formula && plain(s, n)) {
+    bool quote = false, ascii = true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80)
+            ascii = false;
+        else if (c == ',' || c == '"' || c == '\r' || c == '\n')
+            quote = true;
+    }
+    if (!formula && !quote && ascii) { /* the common case: as it is */
         an_buf_add(out, s, n);
         return;
     }
-    an_buf clean = AN_BUF_INIT;
+    /* One pass straight into out: at most 3 bytes per input byte (U+FFFD
+     * for a bad one, "" for a quote) plus the quotes and the apostrophe. */
+    an_buf_grow(out, 3 * n + 4);
+    char *p = out->data + out->len;
+    if (quote)
+        *p++ = '"';
     if (formula)
-        an_buf_addc(&clean, '\'');
-    exports_utf8_sanitize(&clean, s, n);
-    if (!needs_quotes(clean.data, clean.len)) {
-        an_buf_add(out, clean.data, clean.len);
-        an_buf_free(&clean);
-        return;
-    }
-    an_buf_addc(out, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < clean.len; i++) {
-        if (clean.data[i] == '"') {
-            an_buf_add(out, clean.data + run, i + 1 - run);
-            an_buf_addc(out, '"');
-            run = i + 1;
+        *p++ = '\'';
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        if (u[i] < 0x80) {
+            if (u[i] == '"')
+                *p++ = '"';
+            *p++ = (char)u[i++];
+            continue;
+        }
+        size_t k = exports_utf8_seq(u + i, n - i);
+        if (k) {
+            memcpy(p, s + i, k);
+            p += k;
+            i += k;
+        } else {
+            memcpy(p, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            p += 3;
+            i++;
         }
     }
-    an_buf_add(out, clean.data + run, clean.len - run);
-    an_buf_addc(out, '"');
-    an_buf_free(&clean);
+    if (quote)
+        *p++ = '"';
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
 }
 
 static an_status csv_begin(exports_writer *w, an_error *err)
