@@ -207,10 +207,10 @@ static void xlsx_discard(exports_writer *w)
     xlsx_state *x = w->impl;
     if (!x)
         return;
-    /* libxlsxwriter has no abort: closing writes the file, which the caller
-     * deletes. Only its memory and temporary files matter here. */
+    /* Free without packaging (workbook_close would zip every row written
+     * so far only to have the file deleted). */
     if (x->wb)
-        workbook_close(x->wb);
+        lxw_workbook_free(x->wb);
     an_buf_free(&x->tmp);
     free(x);
     w->impl = NULL;

@@ -247,6 +247,24 @@ START_TEST(test_xlsx_cells_are_typed_and_sheets_split)
 }
 END_TEST
 
+START_TEST(test_xlsx_discarded_midway_leaves_no_file)
+{
+    char *path = tmp_path("xlsx");
+    exports_writer *w = NULL;
+    ck_assert_int_eq(exports_writer_open(EXPORTS_XLSX, path, NULL, &w, NULL), AN_OK);
+    ck_assert_int_eq(exports_writer_columns(w, 6, names, types, NULL), AN_OK);
+    for (int i = 0; i < 1000; i++) {
+        size_t lens[6];
+        for (int c = 0; c < 6; c++)
+            lens[c] = rows[0].f[c] ? strlen(rows[0].f[c]) : 0;
+        ck_assert_int_eq(exports_writer_row(w, rows[0].f, lens, NULL), AN_OK);
+    }
+    exports_writer_free(w); /* a failed or cancelled export */
+    ck_assert_int_ne(access(path, F_OK), 0);
+    free(path);
+}
+END_TEST
+
 Suite *exports_writers_suite(void)
 {
     Suite *s = suite_create("exports_writers");
@@ -260,6 +278,7 @@ Suite *exports_writers_suite(void)
     tcase_add_test(tc, test_json_file_is_ndjson_with_typed_values);
     tcase_add_test(tc, test_empty_result_without_columns_gives_an_empty_file);
     tcase_add_test(tc, test_xlsx_cells_are_typed_and_sheets_split);
+    tcase_add_test(tc, test_xlsx_discarded_midway_leaves_no_file);
     suite_add_tcase(s, tc);
     return s;
 }
