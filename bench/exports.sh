@@ -90,7 +90,7 @@ run_one() { # FORMAT ROWS
         "$BUILD/bin/exports" >"$log" 2>&1 &
     pid=$!
     for ((i = 0; i < 100; i++)); do
-        grep -q '"msg":"started exports' "$log" && break
+        grep -q '"msg":"started exports' "$log" 2>/dev/null && break
         sleep 0.1
     done
     body="{\"query\":\"SELECT $COLS FROM {{events}} LIMIT $n\",\"format\":\"$f\"}"

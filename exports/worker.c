@@ -37,10 +37,12 @@
 #include "common/redis.h"
 #include "common/timeutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -548,8 +550,36 @@ static void worker_free(exports_worker *w)
     free(w);
 }
 
+/* Spool files of workers that died (kill -9, a crashed node) are left
+ * behind; the reclaimed job writes a new one. Remove those untouched for an
+ * hour: a live export writes its file continuously (the spool dir may be
+ * shared by replicas). */
+static void sweep_spool(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".part") != 0)
+            continue;
+        an_buf p = AN_BUF_INIT;
+        an_buf_addf(&p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(p.data, &st) == 0 && now - st.st_mtime > 3600 && unlink(p.data) == 0)
+            removed++;
+        an_buf_free(&p);
+    }
+    closedir(d);
+    if (removed)
+        an_info("removed %d abandoned spool files from %s", removed, dir);
+}
+
 an_status exports_workers_start(exports_ctx *x, an_error *err)
 {
+    sweep_spool(x->cfg.spool_dir);
     const an_service_config *sc = an_service_get_config(x->svc);
     x->nworkers = (size_t)x->cfg.workers;
     x->workers = calloc(x->nworkers ? x->nworkers : 1, sizeof(*x->workers));
