@@ -13,9 +13,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml curl ca-certificates"
+PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml python3-openpyxl curl ca-certificates"
 PKGS_BUILD="build-essential pkg-config libnats-dev libhiredis-dev libcjson-dev libuv1-dev \
-libcurl4-openssl-dev libssl-dev libjwt-dev check libsubunit-dev clang-format cppcheck"
+libcurl4-openssl-dev libssl-dev libjwt-dev libxlsxwriter-dev check libsubunit-dev clang-format cppcheck"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -24,13 +24,32 @@ cmd_install() {
     for p in $PKGS_RUNTIME $PKGS_BUILD "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    if [ ${#missing[@]} -eq 0 ]; then
-        return 0
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    install_s3rver
+}
+
+# s3rver (npm), an S3-compatible server for the exports tests; pinned, in a
+# cache dir outside the repository (ANALYTICS_S3RVER_DIR overrides it).
+S3RVER_VERSION=3.7.1
+S3RVER_DIR=${ANALYTICS_S3RVER_DIR:-/var/cache/analytics/s3rver}
+
+install_s3rver() {
+    [ -x "$S3RVER_DIR/node_modules/.bin/s3rver" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        log "npm is missing: installing nodejs and npm"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    log "installing s3rver $S3RVER_VERSION into $S3RVER_DIR"
+    mkdir -p "$S3RVER_DIR"
+    npm install --prefix "$S3RVER_DIR" --no-audit --no-fund --loglevel=error \
+        "s3rver@$S3RVER_VERSION" >/dev/null
 }
 
 free_port() {
