@@ -10,7 +10,7 @@
 CC      ?= gcc
 BUILD   ?= build
 SAN     ?=
-PKGS    := libnats hiredis libcjson libuv libcurl libcrypto libjwt
+PKGS    := libnats hiredis libcjson libuv libcurl libcrypto libjwt cairo
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
            -fno-omit-frame-pointer -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -53,7 +53,7 @@ $(LIB): $(COMMON_OBJ)
 
 # A service is every .c file of its folder, linked with libanalytics.
 .SECONDEXPANSION:
-$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard $$*/*.c)) $(LIB)
+$(BUILD)/bin/%: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
