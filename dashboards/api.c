@@ -350,10 +350,20 @@ static an_status handle_add_widget(an_request *req, cJSON **data, an_error *err)
     if (st == AN_OK) {
         const cJSON *at = cJSON_GetObjectItemCaseSensitive(req->body, "index");
         int n = cJSON_GetArraySize(d->widgets);
-        if (cJSON_IsNumber(at) && at->valuedouble >= 0 && at->valuedouble < n)
-            cJSON_InsertItemInArray(d->widgets, (int)at->valuedouble, nw);
-        else
-            cJSON_AddItemToArray(d->widgets, nw);
+        int pos = cJSON_IsNumber(at) && at->valuedouble >= 0 && at->valuedouble < n
+                      ? (int)at->valuedouble
+                      : n;
+        /* rebuilt rather than cJSON_InsertItemInArray, which drops the
+         * item on Debian's cJSON 1.7.15 */
+        cJSON *arr = cJSON_CreateArray();
+        for (int k = 0; k <= n; k++) {
+            if (k == pos)
+                cJSON_AddItemToArray(arr, nw);
+            if (k < n)
+                cJSON_AddItemToArray(arr, cJSON_Duplicate(cJSON_GetArrayItem(d->widgets, k), 1));
+        }
+        cJSON_Delete(d->widgets);
+        d->widgets = arr;
         nw = NULL;
         st = save(req, d, data, err);
     }
