@@ -569,8 +569,11 @@ static an_status png_post(const an_request *req, cJSON *r, const cJSON *extra, a
     ch.title = str_of(w, "title") ? str_of(w, "title") : str_of(w, "metricId");
     ch.unit = str_of(data, "unit");
     char sub[96];
-    snprintf(sub, sizeof(sub), "%.19s .. %.19s", str_of(w, "from") ? str_of(w, "from") : "",
-             str_of(w, "to") ? str_of(w, "to") : "");
+    const char *f = str_of(w, "from") ? str_of(w, "from") : "";
+    const char *t = str_of(w, "to") ? str_of(w, "to") : "";
+    /* "2026-11-26T00:00:00Z" -> "2026-11-26 00:00" */
+    snprintf(sub, sizeof(sub), "%.10s %.5s  to  %.10s %.5s UTC", f, strlen(f) > 11 ? f + 11 : "",
+             t, strlen(t) > 11 ? t + 11 : "");
     ch.subtitle = sub;
     size_t nl = 0, ns = 0;
     char **labels = NULL;
