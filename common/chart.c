@@ -331,28 +331,32 @@ static void draw_pie(cairo_t *cr, const an_chart *c, int w, int h, double top)
 
 static void draw_bignumber(cairo_t *cr, const an_chart *c, int w, int h, double top)
 {
-    char num[48], line[128];
-    an_chart_format_number(c->value, num, sizeof(num));
-    double fs = fmin(h * 0.3, w / 6.0);
+    char num[48], line[160];
+    /* the big number in full (grouped) when it is whole and fits */
+    if (c->value == floor(c->value) && fabs(c->value) < 1e12)
+        group_thousands((long long)c->value, num, sizeof(num));
+    else
+        an_chart_format_number(c->value, num, sizeof(num));
+    double fs = fmin(h * 0.28, w / 8.0);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
     cairo_set_font_size(cr, fs);
     cairo_set_source_rgb(cr, 0.13, 0.13, 0.13);
     double cy = top + (h - top) * 0.5;
     text_at(cr, w / 2.0, cy, num, 0.5);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    double sfs = fmax(fs * 0.3, 12);
+    double sfs = fmax(fs * 0.22, 12);
     cairo_set_font_size(cr, sfs);
     if (c->unit && *c->unit) {
         cairo_set_source_rgb(cr, 0.4, 0.4, 0.4);
-        text_at(cr, w / 2.0, cy + sfs * 1.5, c->unit, 0.5);
+        text_at(cr, w / 2.0, cy + sfs * 1.9, c->unit, 0.5);
     }
     if (c->has_previous) {
         char prev[48];
         an_chart_format_number(c->previous, prev, sizeof(prev));
         if (c->previous != 0) {
             double pct = (c->value - c->previous) / fabs(c->previous) * 100;
-            snprintf(line, sizeof(line), "%s %.1f%%  vs %s in the previous period",
-                     pct >= 0 ? "+" : "-", fabs(pct), prev);
+            snprintf(line, sizeof(line), "%s%.*f%%  vs %s in the previous period",
+                     pct >= 0 ? "+" : "-", fabs(pct) < 1 ? 2 : 1, fabs(pct), prev);
             if (pct >= 0)
                 cairo_set_source_rgb(cr, 0.1, 0.55, 0.2);
             else
@@ -361,7 +365,7 @@ static void draw_bignumber(cairo_t *cr, const an_chart *c, int w, int h, double 
             snprintf(line, sizeof(line), "vs %s in the previous period", prev);
             cairo_set_source_rgb(cr, 0.4, 0.4, 0.4);
         }
-        text_at(cr, w / 2.0, cy + sfs * 3.2, line, 0.5);
+        text_at(cr, w / 2.0, cy + sfs * 3.6, line, 0.5);
     }
 }
 
