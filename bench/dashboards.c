@@ -43,7 +43,8 @@ static cJSON *call(const char *verb, const char *body, double *ms)
         fprintf(stderr, "%s: %s\n", verb, natsStatus_GetText(s));
         exit(1);
     }
-    cJSON *env = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    cJSON *env =
+        cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
     if (!env || !cJSON_GetObjectItem(env, "data")) {
         fprintf(stderr, "%s: %.*s\n", verb, natsMsg_GetDataLength(reply), natsMsg_GetData(reply));
         exit(1);
@@ -93,21 +94,31 @@ int main(int argc, char **argv)
     free(t);
 
     /* 12 widgets: every type that reads metrics, over the last 7 days */
-    const char *widgets =
-        "["
-        "{\"type\":\"line\",\"title\":\"Events by country\",\"metricId\":\"events\",\"dimensions\":[\"country\"]},"
-        "{\"type\":\"line\",\"title\":\"Signups by plan\",\"metricId\":\"signups\",\"dimensions\":[\"plan\"]},"
-        "{\"type\":\"bar\",\"title\":\"Revenue by country\",\"metricId\":\"revenue\",\"dimensions\":[\"country\"]},"
-        "{\"type\":\"bar\",\"title\":\"Events by type\",\"metricId\":\"events\",\"dimensions\":[\"event_name\"]},"
-        "{\"type\":\"pie\",\"title\":\"Signup share\",\"metricId\":\"signups\",\"dimensions\":[\"country\"]},"
-        "{\"type\":\"pie\",\"title\":\"Plan share\",\"metricId\":\"events\",\"dimensions\":[\"plan\"]},"
-        "{\"type\":\"bignumber\",\"title\":\"Signups\",\"metricId\":\"signups\"},"
-        "{\"type\":\"bignumber\",\"title\":\"Revenue\",\"metricId\":\"revenue\"},"
-        "{\"type\":\"table\",\"title\":\"Events by country and plan\",\"metricId\":\"events\",\"dimensions\":[\"country\",\"plan\"]},"
-        "{\"type\":\"map\",\"title\":\"Signups map\",\"metricId\":\"signups\",\"dimensions\":[\"country\"]},"
-        "{\"type\":\"line\",\"title\":\"Events hourly\",\"metricId\":\"events\",\"granularity\":\"hour\",\"timeRange\":{\"last\":\"2d\"}},"
-        "{\"type\":\"bar\",\"title\":\"Revenue by plan\",\"metricId\":\"revenue\",\"dimensions\":[\"plan\"]}"
-        "]";
+    const char *widgets = "["
+                          "{\"type\":\"line\",\"title\":\"Events by "
+                          "country\",\"metricId\":\"events\",\"dimensions\":[\"country\"]},"
+                          "{\"type\":\"line\",\"title\":\"Signups by "
+                          "plan\",\"metricId\":\"signups\",\"dimensions\":[\"plan\"]},"
+                          "{\"type\":\"bar\",\"title\":\"Revenue by "
+                          "country\",\"metricId\":\"revenue\",\"dimensions\":[\"country\"]},"
+                          "{\"type\":\"bar\",\"title\":\"Events by "
+                          "type\",\"metricId\":\"events\",\"dimensions\":[\"event_name\"]},"
+                          "{\"type\":\"pie\",\"title\":\"Signup "
+                          "share\",\"metricId\":\"signups\",\"dimensions\":[\"country\"]},"
+                          "{\"type\":\"pie\",\"title\":\"Plan "
+                          "share\",\"metricId\":\"events\",\"dimensions\":[\"plan\"]},"
+                          "{\"type\":\"bignumber\",\"title\":\"Signups\",\"metricId\":\"signups\"},"
+                          "{\"type\":\"bignumber\",\"title\":\"Revenue\",\"metricId\":\"revenue\"},"
+                          "{\"type\":\"table\",\"title\":\"Events by country and "
+                          "plan\",\"metricId\":\"events\",\"dimensions\":[\"country\",\"plan\"]},"
+                          "{\"type\":\"map\",\"title\":\"Signups "
+                          "map\",\"metricId\":\"signups\",\"dimensions\":[\"country\"]},"
+                          "{\"type\":\"line\",\"title\":\"Events "
+                          "hourly\",\"metricId\":\"events\",\"granularity\":\"hour\",\"timeRange\":"
+                          "{\"last\":\"2d\"}},"
+                          "{\"type\":\"bar\",\"title\":\"Revenue by "
+                          "plan\",\"metricId\":\"revenue\",\"dimensions\":[\"plan\"]}"
+                          "]";
     char *body;
     if (asprintf(&body, "{\"name\":\"bench\",\"widgets\":%s}", widgets) < 0)
         return 1;
@@ -151,7 +162,8 @@ int main(int argc, char **argv)
     printf("12 widgets, %d renders each; widget errors in the check render: %d\n", runs, errors);
     printf("cold   p50 %.1f ms  p95 %.1f ms  max %.1f ms\n", c50, c95, cmax);
     printf("cached p50 %.2f ms  p95 %.2f ms\n", w50, w95);
-    printf("bench dashboards: cold_p50_ms=%.1f cold_p95_ms=%.1f cached_p50_ms=%.2f\n", c50, c95, w50);
+    printf("bench dashboards: cold_p50_ms=%.1f cold_p95_ms=%.1f cached_p50_ms=%.2f\n", c50, c95,
+           w50);
     free(cold);
     free(warm);
     free(bearer);

@@ -281,7 +281,7 @@ static void draw_xy(cairo_t *cr, const an_chart *c, int w, int h, double top)
         }
     }
     if (with_legend) {
-        const char *names[LEGEND_MAX];
+        const char *names[LEGEND_MAX] = {0};
         size_t n = ns > LEGEND_MAX ? LEGEND_MAX : ns;
         for (size_t i = 0; i < n; i++)
             names[i] = c->series[i].name;
@@ -319,8 +319,8 @@ static void draw_pie(cairo_t *cr, const an_chart *c, int w, int h, double top)
         a += da;
     }
     double fs = w >= 600 ? 13 : 10;
-    const char *names[LEGEND_MAX];
-    double vals[LEGEND_MAX];
+    const char *names[LEGEND_MAX] = {0};
+    double vals[LEGEND_MAX] = {0};
     size_t k = n > LEGEND_MAX ? LEGEND_MAX : n;
     for (size_t i = 0; i < k; i++) {
         names[i] = i < c->nlabels ? c->labels[i] : "";
@@ -377,8 +377,8 @@ static cairo_status_t write_png(void *closure, const unsigned char *data, unsign
 
 an_status an_chart_png(const an_chart *c, int width, int height, an_buf *out, an_error *err)
 {
-    if (width < AN_CHART_MIN_WIDTH || width > AN_CHART_MAX_WIDTH ||
-        height < AN_CHART_MIN_HEIGHT || height > AN_CHART_MAX_HEIGHT)
+    if (width < AN_CHART_MIN_WIDTH || width > AN_CHART_MAX_WIDTH || height < AN_CHART_MIN_HEIGHT ||
+        height > AN_CHART_MAX_HEIGHT)
         return an_error_set(err, AN_INVALID_ARGUMENT, "chart size %dx%d out of bounds", width,
                             height);
     if (c->type > AN_CHART_BIGNUMBER)
@@ -407,9 +407,15 @@ an_status an_chart_png(const an_chart *c, int width, int height, an_buf *out, an
     header(cr, c, width, &top);
     switch (c->type) {
     case AN_CHART_LINE:
-    case AN_CHART_BAR: draw_xy(cr, c, width, height, top); break;
-    case AN_CHART_PIE: draw_pie(cr, c, width, height, top); break;
-    case AN_CHART_BIGNUMBER: draw_bignumber(cr, c, width, height, top); break;
+    case AN_CHART_BAR:
+        draw_xy(cr, c, width, height, top);
+        break;
+    case AN_CHART_PIE:
+        draw_pie(cr, c, width, height, top);
+        break;
+    case AN_CHART_BIGNUMBER:
+        draw_bignumber(cr, c, width, height, top);
+        break;
     }
     cairo_status_t cs = cairo_status(cr);
     cairo_destroy(cr);

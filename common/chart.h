@@ -40,8 +40,8 @@ typedef enum an_chart_type {
 } an_chart_type;
 
 typedef struct an_chart_series {
-    const char *name;      /* legend text; NULL: "" */
-    const double *values;  /* n values, one per label (NaN: no point) */
+    const char *name;     /* legend text; NULL: "" */
+    const double *values; /* n values, one per label (NaN: no point) */
     size_t n;
 } an_chart_series;
 

@@ -15,9 +15,8 @@
 
 bool dash_is_tenant_admin(const dash_ctx *c, const an_auth *a)
 {
-    return an_auth_is_platform_admin(a) ||
-           (c->tenant_admin_role && *c->tenant_admin_role &&
-            an_auth_has_role(a, c->tenant_admin_role));
+    return an_auth_is_platform_admin(a) || (c->tenant_admin_role && *c->tenant_admin_role &&
+                                            an_auth_has_role(a, c->tenant_admin_role));
 }
 
 static bool is_creator(const an_auth *a, const dash *d)

@@ -384,8 +384,7 @@ static an_status handle_update_widget(an_request *req, cJSON **data, an_error *e
     if (!cJSON_IsObject(w) || !str_of(w, "id"))
         st = an_error_field(err, AN_INVALID_ARGUMENT, "widget.id", "widget with an id is required");
     else if (i < 0)
-        st = an_error_field(err, AN_NOT_FOUND, "widget.id", "widget %s not found",
-                            str_of(w, "id"));
+        st = an_error_field(err, AN_NOT_FOUND, "widget.id", "widget %s not found", str_of(w, "id"));
     if (st == AN_OK) {
         const cJSON *old = cJSON_GetArrayItem(d->widgets, i);
         const char *ma = str_of(old, "metricId"), *mb = str_of(w, "metricId");
@@ -535,7 +534,10 @@ static const double *values_of(const cJSON *arr, size_t *n)
     double *v = calloc(*n + 1, sizeof(*v));
     size_t i = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, arr) v[i++] = cJSON_IsNumber(it) ? it->valuedouble : 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        v[i++] = cJSON_IsNumber(it) ? it->valuedouble : 0;
+    }
     return v;
 }
 
@@ -572,8 +574,8 @@ static an_status png_post(const an_request *req, cJSON *r, const cJSON *extra, a
     const char *f = str_of(w, "from") ? str_of(w, "from") : "";
     const char *t = str_of(w, "to") ? str_of(w, "to") : "";
     /* "2026-11-26T00:00:00Z" -> "2026-11-26 00:00" */
-    snprintf(sub, sizeof(sub), "%.10s %.5s  to  %.10s %.5s UTC", f, strlen(f) > 11 ? f + 11 : "",
-             t, strlen(t) > 11 ? t + 11 : "");
+    snprintf(sub, sizeof(sub), "%.10s %.5s  to  %.10s %.5s UTC", f, strlen(f) > 11 ? f + 11 : "", t,
+             strlen(t) > 11 ? t + 11 : "");
     ch.subtitle = sub;
     size_t nl = 0, ns = 0;
     char **labels = NULL;
@@ -592,8 +594,8 @@ static an_status png_post(const an_request *req, cJSON *r, const cJSON *extra, a
         for (size_t i = 0; i < ns; i++) {
             const cJSON *s = cJSON_GetArrayItem(ss, (int)i);
             series[i].name = str_of(s, "name");
-            series[i].values = values_of(cJSON_GetObjectItemCaseSensitive(s, "values"),
-                                         &series[i].n);
+            series[i].values =
+                values_of(cJSON_GetObjectItemCaseSensitive(s, "values"), &series[i].n);
         }
     } else if (!strcmp(type, "pie")) {
         ch.type = AN_CHART_PIE;
@@ -699,7 +701,8 @@ static an_status handle_render_widget(an_request *req, cJSON **data, an_error *e
 }
 
 const an_endpoint dash_endpoints[] = {
-    {"create", handle_create, 0, 0, "create a dashboard {name, description?, widgets?, accessControl?}"},
+    {"create", handle_create, 0, 0,
+     "create a dashboard {name, description?, widgets?, accessControl?}"},
     {"get", handle_get, 0, 0, "read one dashboard {id}"},
     {"list", handle_list, 0, 0, "the dashboards the caller may see"},
     {"update", handle_update, 0, 0, "change name/description/widgets/accessControl {id, version}"},

@@ -29,10 +29,10 @@
 
 /* The service's context (config table of main.c fills the first fields). */
 typedef struct dash_ctx {
-    int64_t widget_timeout_ms;  /* ANALYTICS_DASHBOARDS_WIDGET_TIMEOUT */
-    int64_t cache_ttl_ms;       /* ANALYTICS_DASHBOARDS_CACHE_TTL; 0: no cache */
-    char *tenant_admin_role;    /* ANALYTICS_DASHBOARDS_TENANT_ADMIN_ROLE */
-    char *metrics_prefix;       /* ANALYTICS_DASHBOARDS_METRICS_PREFIX, "analytics.metrics" */
+    int64_t widget_timeout_ms;   /* ANALYTICS_DASHBOARDS_WIDGET_TIMEOUT */
+    int64_t cache_ttl_ms;        /* ANALYTICS_DASHBOARDS_CACHE_TTL; 0: no cache */
+    char *tenant_admin_role;     /* ANALYTICS_DASHBOARDS_TENANT_ADMIN_ROLE */
+    char *metrics_prefix;        /* ANALYTICS_DASHBOARDS_METRICS_PREFIX, "analytics.metrics" */
     int64_t validate_timeout_ms; /* ANALYTICS_DASHBOARDS_VALIDATE_TIMEOUT */
     /* set by init */
     an_service *svc;
@@ -54,8 +54,8 @@ typedef struct dash {
     char *name;
     char *description;
     char *created_by;
-    cJSON *widgets; /* array */
-    cJSON *acl;     /* {"allowedRoles":[...],"allowedUsers":[...]} */
+    cJSON *widgets;     /* array */
+    cJSON *acl;         /* {"allowedRoles":[...],"allowedUsers":[...]} */
     int64_t created_at; /* unix seconds */
     int64_t updated_at;
     uint64_t version;
@@ -104,8 +104,8 @@ an_status dash_params_parse(const cJSON *body, cJSON **out, an_error *err);
 /* ---- shapes.c */
 /* Turn a metrics query reply into the data of widget type. prev is the
  * reply for the previous period (bignumber only; may be NULL). */
-an_status dash_shape(const char *type, const cJSON *widget, const cJSON *reply,
-                     const cJSON *prev, const cJSON *params, cJSON **out, an_error *err);
+an_status dash_shape(const char *type, const cJSON *widget, const cJSON *reply, const cJSON *prev,
+                     const cJSON *params, cJSON **out, an_error *err);
 bool dash_type_valid(const char *type);
 bool dash_type_needs_metric(const char *type);
 

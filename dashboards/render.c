@@ -92,8 +92,7 @@ static an_status filters_check(const cJSON *in, const cJSON *allowed, const char
         return AN_OK;
     if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) > DASH_MAX_FILTERS)
         return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                              "%s must be an array of at most %d filters", field,
-                              DASH_MAX_FILTERS);
+                              "%s must be an array of at most %d filters", field, DASH_MAX_FILTERS);
     const cJSON *f;
     cJSON_ArrayForEach(f, in)
     {
@@ -116,10 +115,13 @@ static an_status filters_check(const cJSON *in, const cJSON *allowed, const char
         cJSON_AddStringToObject(nf, "op", op);
         if (list) {
             const cJSON *vs = cJSON_GetObjectItemCaseSensitive(f, "values");
-            bool ok = cJSON_IsArray(vs) && cJSON_GetArraySize(vs) > 0 &&
-                      cJSON_GetArraySize(vs) <= 1000;
+            bool ok =
+                cJSON_IsArray(vs) && cJSON_GetArraySize(vs) > 0 && cJSON_GetArraySize(vs) <= 1000;
             const cJSON *v;
-            cJSON_ArrayForEach(v, vs) ok = ok && (cJSON_IsString(v) || cJSON_IsNumber(v));
+            cJSON_ArrayForEach(v, vs)
+            {
+                ok = ok && (cJSON_IsString(v) || cJSON_IsNumber(v));
+            }
             if (!ok) {
                 cJSON_Delete(nf);
                 return an_error_field(err, AN_INVALID_ARGUMENT, field,
@@ -180,7 +182,8 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
             return st;
         replace(w, "id", cJSON_CreateString(buf));
     } else if (strlen(id) > 64 || (!an_sql_ident_valid(id) && !an_ulid_valid(id))) {
-        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "widget id must be a short identifier");
+        return an_error_field(err, AN_INVALID_ARGUMENT, "id",
+                              "widget id must be a short identifier");
     }
     const char *title = str_of(w, "title");
     if (cJSON_GetObjectItemCaseSensitive(w, "title") && (!title || strlen(title) > DASH_MAX_NAME))
@@ -251,8 +254,7 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
     if (st == AN_NOT_FOUND || st == AN_PERMISSION_DENIED)
         return an_error_field(err, AN_INVALID_ARGUMENT, "metricId", "metric %s not found", metric);
     if (st != AN_OK)
-        return an_error_field(err, st, "metricId", "checking metric %s: %s", metric,
-                              cerr.message);
+        return an_error_field(err, st, "metricId", "checking metric %s: %s", metric, cerr.message);
     const char *status = str_of(m, "status");
     bool deprecated = (status && !strcmp(status, "deprecated")) ||
                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "deprecated"));
@@ -273,15 +275,14 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
     {
         if (!in_dims(allowed, it->valuestring)) {
             an_error_field(err, AN_INVALID_ARGUMENT, "dimensions",
-                           "dimension %s is not a dimension of metric %s", it->valuestring,
-                           metric);
+                           "dimension %s is not a dimension of metric %s", it->valuestring, metric);
             cJSON_Delete(allowed);
             return AN_INVALID_ARGUMENT;
         }
     }
     cJSON *nf = NULL;
-    st = filters_check(cJSON_GetObjectItemCaseSensitive(w, "filters"), allowed, "filters", &nf,
-                       err);
+    st =
+        filters_check(cJSON_GetObjectItemCaseSensitive(w, "filters"), allowed, "filters", &nf, err);
     if (st != AN_OK) {
         cJSON_Delete(nf);
         cJSON_Delete(allowed);
@@ -337,7 +338,8 @@ static an_status resolve_range(const cJSON *w, const cJSON *params, int64_t now_
     const char *f = str_of(src, "from"), *t = str_of(src, "to");
     if (!f || !t || an_time_parse(f, from, NULL) != AN_OK || an_time_parse(t, to, NULL) != AN_OK ||
         *from >= *to)
-        return an_error_field(err, AN_INVALID_ARGUMENT, "from", "from/to must be RFC 3339, from < to");
+        return an_error_field(err, AN_INVALID_ARGUMENT, "from",
+                              "from/to must be RFC 3339, from < to");
     return AN_OK;
 }
 
@@ -488,8 +490,8 @@ an_status dash_render(dash_ctx *c, const an_request *req, const dash *d, const c
             an_prom_counter_inc(c->widget_errors);
             cJSON *e = cJSON_AddObjectToObject(o, "error");
             cJSON_AddStringToObject(e, "code", an_status_code(j->st));
-            cJSON_AddStringToObject(e, "message", j->st == AN_INTERNAL ? "internal error"
-                                                                       : j->err.message);
+            cJSON_AddStringToObject(e, "message",
+                                    j->st == AN_INTERNAL ? "internal error" : j->err.message);
             if (j->st == AN_INTERNAL)
                 an_request_log(req, AN_LOG_ERROR, "widget %s: %s", id ? id : "?", j->err.message);
         }

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const types[] = {"line", "bar", "pie", "table", "bignumber", "map", "text",
-                                    NULL};
+static const char *const types[] = {"line",      "bar", "pie",  "table",
+                                    "bignumber", "map", "text", NULL};
 
 bool dash_type_valid(const char *type)
 {
@@ -56,7 +56,8 @@ static an_status find_cols(const cJSON *reply, cols *c, an_error *err)
                            : cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "name"))
                                ? cJSON_GetObjectItemCaseSensitive(it, "name")->valuestring
                                : "";
-        if (c->time < 0 && (!strcmp(name, "bucket") || !strcmp(name, "time") || !strcmp(name, "ts")))
+        if (c->time < 0 &&
+            (!strcmp(name, "bucket") || !strcmp(name, "time") || !strcmp(name, "ts")))
             c->time = i;
         else if (c->value < 0 && !strcmp(name, "value"))
             c->value = i;
@@ -280,12 +281,14 @@ static double sum_values(const cJSON *reply, const cols *c)
     double s = 0;
     const cJSON *row;
     cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(reply, "rows"))
-    s += num_at(row, c->value);
+    {
+        s += num_at(row, c->value);
+    }
     return s;
 }
 
-static an_status shape_bignumber(const cJSON *reply, const cJSON *prev, const cols *c,
-                                 cJSON *out, an_error *err)
+static an_status shape_bignumber(const cJSON *reply, const cJSON *prev, const cols *c, cJSON *out,
+                                 an_error *err)
 {
     double v = sum_values(reply, c);
     cJSON_AddNumberToObject(out, "value", v);

@@ -90,7 +90,7 @@ cJSON *dash_to_json(const dash *d)
 
 /* Columns: id name description owner_id widgets acl created_at updated_at version */
 #define COLS                                                                                       \
-    "tenant_id, id, name, description, owner_id, widgets, acl, toUnixTimestamp(created_at), "     \
+    "tenant_id, id, name, description, owner_id, widgets, acl, toUnixTimestamp(created_at), "      \
     "toUnixTimestamp(updated_at), version"
 
 typedef struct rows {
@@ -154,8 +154,7 @@ static an_status query(dash_ctx *c, const char *sql, rows *rs, an_error *err)
     return st;
 }
 
-an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out,
-                         an_error *err)
+an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out, an_error *err)
 {
     *out = NULL;
     an_buf q;
@@ -203,10 +202,12 @@ an_status dash_store_list(dash_ctx *c, const char *tenant, dash ***out, size_t *
 an_status dash_store_put(dash_ctx *c, const dash *d, an_error *err)
 {
     static const an_ch_column cols[] = {
-        {"tenant_id", AN_CH_STRING},    {"id", AN_CH_STRING},         {"name", AN_CH_STRING},
-        {"description", AN_CH_STRING},  {"owner_id", AN_CH_STRING},   {"widgets", AN_CH_STRING},
+        {"tenant_id", AN_CH_STRING},    {"id", AN_CH_STRING},
+        {"name", AN_CH_STRING},         {"description", AN_CH_STRING},
+        {"owner_id", AN_CH_STRING},     {"widgets", AN_CH_STRING},
         {"acl", AN_CH_STRING},          {"created_at", AN_CH_DATETIME},
-        {"updated_at", AN_CH_DATETIME}, {"version", AN_CH_UINT64},    {"deleted", AN_CH_UINT8},
+        {"updated_at", AN_CH_DATETIME}, {"version", AN_CH_UINT64},
+        {"deleted", AN_CH_UINT8},
     };
     an_ch_batch *b = NULL;
     an_status st = an_ch_batch_new("analytics.dashboards", cols, sizeof(cols) / sizeof(cols[0]),

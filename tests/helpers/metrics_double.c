@@ -52,8 +52,12 @@ typedef struct metric {
 static const metric catalog[] = {
     {"events", "active", "events", NULL, "count()", {"country", "plan", "event_name", NULL}},
     {"signups", "active", "users", "user.signed_up", "count()", {"country", "plan", NULL}},
-    {"revenue", "active", "EUR", "order.paid",
-     "sum(toFloat64OrZero(prop_values[indexOf(prop_keys, 'amount')]))", {"country", "plan", NULL}},
+    {"revenue",
+     "active",
+     "EUR",
+     "order.paid",
+     "sum(toFloat64OrZero(prop_values[indexOf(prop_keys, 'amount')]))",
+     {"country", "plan", NULL}},
     {"old_signups", "deprecated", "users", "user.signed_up", "count()", {"country", NULL}},
     {"draft", "draft", "users", NULL, "count()", {NULL}},
     {"slow", "active", "events", NULL, "count()", {"country", "plan", NULL}},
@@ -166,8 +170,9 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
     if (!req->auth->tenant)
         return an_error_field(err, AN_INVALID_ARGUMENT, "tenantId", "no tenant");
     int64_t from, to;
-    if (!str_of(req->body, "from") || an_time_parse(str_of(req->body, "from"), &from, err) != AN_OK ||
-        !str_of(req->body, "to") || an_time_parse(str_of(req->body, "to"), &to, err) != AN_OK)
+    if (!str_of(req->body, "from") ||
+        an_time_parse(str_of(req->body, "from"), &from, err) != AN_OK || !str_of(req->body, "to") ||
+        an_time_parse(str_of(req->body, "to"), &to, err) != AN_OK)
         return an_error_field(err, AN_INVALID_ARGUMENT, "from", "from/to must be RFC 3339");
     const char *g = str_of(req->body, "granularity");
     const char *fn = !g || !strcmp(g, "day") ? "toStartOfDay"
@@ -258,7 +263,10 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
     cJSON_AddStringToObject(out, "granularity", g ? g : "day");
     cJSON *cols = cJSON_AddArrayToObject(out, "columns");
     cJSON_AddItemToArray(cols, cJSON_CreateString("bucket"));
-    cJSON_ArrayForEach(it, dims) cJSON_AddItemToArray(cols, cJSON_CreateString(it->valuestring));
+    cJSON_ArrayForEach(it, dims)
+    {
+        cJSON_AddItemToArray(cols, cJSON_CreateString(it->valuestring));
+    }
     cJSON_AddItemToArray(cols, cJSON_CreateString("value"));
     cJSON_AddItemToObject(out, "rows", a.rows);
     *data = out;

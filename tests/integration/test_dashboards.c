@@ -62,12 +62,12 @@ typedef struct who {
     const char *roles;
 } who;
 
-static const who ALICE = {"alice", NULL, "[\"analyst\"]"};        /* creator */
-static const who BOB = {"bob", NULL, "[\"sales\"]"};              /* allowed role */
-static const who CAROL = {"carol", NULL, "[]"};                   /* allowed user */
-static const who ADMIN = {"root", NULL, "[\"tenant-admin\"]"};    /* tenant admin */
-static const who DAVE = {"dave", NULL, "[\"analyst\"]"};          /* other user */
-static const who EVE = {"eve", "T2", "[\"tenant-admin\"]"};       /* other tenant */
+static const who ALICE = {"alice", NULL, "[\"analyst\"]"};     /* creator */
+static const who BOB = {"bob", NULL, "[\"sales\"]"};           /* allowed role */
+static const who CAROL = {"carol", NULL, "[]"};                /* allowed user */
+static const who ADMIN = {"root", NULL, "[\"tenant-admin\"]"}; /* tenant admin */
+static const who DAVE = {"dave", NULL, "[\"analyst\"]"};       /* other user */
+static const who EVE = {"eve", "T2", "[\"tenant-admin\"]"};    /* other tenant */
 
 /* Call analytics.dashboards.<verb> as w; returns the parsed reply envelope
  * (caller frees) and sets *code to "ok" or the error code. */
@@ -78,14 +78,15 @@ static cJSON *call_ms(const who *w, const char *verb, const char *body, int64_t 
     snprintf(subject, sizeof(subject), "analytics.dashboards.%s", verb);
     natsMsg *m = NULL, *reply = NULL;
     ck_assert(natsMsg_Create(&m, subject, NULL, body, (int)strlen(body)) == NATS_OK);
-    char *auth = token(w->sub, w->tid ? (strcmp(w->tid, "T2") ? w->tid : tenant2) : tenant,
-                       w->roles);
+    char *auth =
+        token(w->sub, w->tid ? (strcmp(w->tid, "T2") ? w->tid : tenant2) : tenant, w->roles);
     natsMsgHeader_Set(m, "Authorization", auth);
     free(auth);
     natsStatus s = natsConnection_RequestMsg(&reply, nc, m, timeout_ms);
     natsMsg_Destroy(m);
     ck_assert_msg(s == NATS_OK, "%s: no reply (%s)", verb, natsStatus_GetText(s));
-    cJSON *env = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    cJSON *env =
+        cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     ck_assert_ptr_nonnull(env);
     static char codebuf[64];
@@ -113,9 +114,8 @@ static cJSON *ok(cJSON *env, const char *code)
 
 static const char *err_field(const cJSON *env)
 {
-    return cJSON_GetStringValue(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(env, "error"), "details"),
-                            "field"));
+    return cJSON_GetStringValue(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(env, "error"), "details"), "field"));
 }
 
 static void expect(const who *w, const char *verb, const char *body, const char *want)
@@ -147,8 +147,10 @@ static const char *metrics_dims_widgets(void)
            "\"metricId\":\"signups\",\"dimensions\":[\"country\"],\"granularity\":\"day\"},"
            "{\"id\":\"pie1\",\"type\":\"pie\",\"title\":\"Signup share\",\"metricId\":\"signups\","
            "\"dimensions\":[\"country\"]},"
-           "{\"id\":\"big1\",\"type\":\"bignumber\",\"title\":\"Signups\",\"metricId\":\"signups\"},"
-           "{\"id\":\"tab1\",\"type\":\"table\",\"title\":\"Signups by plan\",\"metricId\":\"signups\","
+           "{\"id\":\"big1\",\"type\":\"bignumber\",\"title\":\"Signups\",\"metricId\":\"signups\"}"
+           ","
+           "{\"id\":\"tab1\",\"type\":\"table\",\"title\":\"Signups by "
+           "plan\",\"metricId\":\"signups\","
            "\"dimensions\":[\"plan\"],\"pageSize\":2},"
            "{\"id\":\"map1\",\"type\":\"map\",\"title\":\"Where\",\"metricId\":\"signups\","
            "\"dimensions\":[\"country\"]},"
@@ -162,10 +164,11 @@ static const char *metrics_dims_widgets(void)
 static char *create_dash(const char *widgets)
 {
     char *body;
-    ck_assert(asprintf(&body,
-                       "{\"name\":\"Growth\",\"description\":\"d\",\"widgets\":%s,"
-                       "\"accessControl\":{\"allowedRoles\":[\"sales\"],\"allowedUsers\":[\"carol\"]}}",
-                       widgets) > 0);
+    ck_assert(
+        asprintf(&body,
+                 "{\"name\":\"Growth\",\"description\":\"d\",\"widgets\":%s,"
+                 "\"accessControl\":{\"allowedRoles\":[\"sales\"],\"allowedUsers\":[\"carol\"]}}",
+                 widgets) > 0);
     const char *code;
     cJSON *env = call(&ALICE, "create", body, &code);
     free(body);
@@ -179,21 +182,25 @@ static void seed_events(void)
 {
     char *sql;
     /* (tenant, name, time, country, plan, amount) */
-    ck_assert(asprintf(&sql,
-        "INSERT INTO analytics.events (tenant_id, event_id, event_name, occurred_at, prop_keys, prop_values) "
-        "SELECT t, concat(t, toString(n), toString(k)), name, toDateTime(at), ['country','plan','amount'], [c, p, a] "
-        "FROM (SELECT arrayJoin(["
-        "('%s','user.signed_up',%lld,'FR','pro','',1),"
-        "('%s','user.signed_up',%lld,'US','free','',4),"
-        "('%s','user.signed_up',%lld,'FR','pro','',3),"
-        "('%s','user.signed_up',%lld,'DE','free','',2),"
-        "('%s','order.paid',%lld,'FR','pro','10.5',1),"
-        "('%s','order.paid',%lld,'DE','free','4.5',1),"
-        "('%s','user.signed_up',%lld,'FR','pro','',7)"
-        "]) AS r, r.1 AS t, r.2 AS name, r.3 AS at, r.4 AS c, r.5 AS p, r.6 AS a, r.7 AS cnt, "
-        "rowNumberInAllBlocks() AS n) ARRAY JOIN range(cnt) AS k",
-        tenant, day2 + 3600, tenant, day2 + 7200, tenant, day1 + 3600, tenant, day1 + 10800,
-        tenant, day1 + 4000, tenant, day1 + 5000, tenant2, day1 + 3600) > 0);
+    ck_assert(
+        asprintf(
+            &sql,
+            "INSERT INTO analytics.events (tenant_id, event_id, event_name, occurred_at, "
+            "prop_keys, prop_values) "
+            "SELECT t, concat(t, toString(n), toString(k)), name, toDateTime(at), "
+            "['country','plan','amount'], [c, p, a] "
+            "FROM (SELECT arrayJoin(["
+            "('%s','user.signed_up',%lld,'FR','pro','',1),"
+            "('%s','user.signed_up',%lld,'US','free','',4),"
+            "('%s','user.signed_up',%lld,'FR','pro','',3),"
+            "('%s','user.signed_up',%lld,'DE','free','',2),"
+            "('%s','order.paid',%lld,'FR','pro','10.5',1),"
+            "('%s','order.paid',%lld,'DE','free','4.5',1),"
+            "('%s','user.signed_up',%lld,'FR','pro','',7)"
+            "]) AS r, r.1 AS t, r.2 AS name, r.3 AS at, r.4 AS c, r.5 AS p, r.6 AS a, r.7 AS cnt, "
+            "rowNumberInAllBlocks() AS n) ARRAY JOIN range(cnt) AS k",
+            tenant, day2 + 3600, tenant, day2 + 7200, tenant, day1 + 3600, tenant, day1 + 10800,
+            tenant, day1 + 4000, tenant, day1 + 5000, tenant2, day1 + 3600) > 0);
     char *out = th_ch(sql);
     free(out);
     free(sql);
@@ -327,11 +334,15 @@ START_TEST(crud_create_get_list_update_delete)
     ck_assert_int_eq((int)num(d, "version"), 1);
     const cJSON *ws = cJSON_GetObjectItem(d, "widgets");
     ck_assert_int_eq(cJSON_GetArraySize(ws), 7);
-    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ws, 0), "granularity")), "day");
+    ck_assert_str_eq(
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ws, 0), "granularity")), "day");
     cJSON_Delete(env);
     /* the row is in ClickHouse */
     char q[300];
-    snprintf(q, sizeof(q), "SELECT count() FROM analytics.dashboards FINAL WHERE tenant_id='%s' AND id='%s' AND deleted=0", tenant, id);
+    snprintf(q, sizeof(q),
+             "SELECT count() FROM analytics.dashboards FINAL WHERE tenant_id='%s' AND id='%s' AND "
+             "deleted=0",
+             tenant, id);
     ck_assert_int_eq(th_ch_count(q), 1);
     /* update with a stale version: refused */
     snprintf(body, sizeof(body), "{\"id\":\"%s\",\"version\":7,\"name\":\"X\"}", id);
@@ -367,9 +378,14 @@ START_TEST(crud_create_get_list_update_delete)
     env = call(&ALICE, "list", "{}", &code);
     d = ok(env, code);
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(d, "dashboards"))
-    ck_assert_str_ne(cJSON_GetStringValue(cJSON_GetObjectItem(it, "id")), id);
+    {
+        ck_assert_str_ne(cJSON_GetStringValue(cJSON_GetObjectItem(it, "id")), id);
+    }
     cJSON_Delete(env);
-    snprintf(q, sizeof(q), "SELECT count() FROM analytics.dashboards WHERE tenant_id='%s' AND id='%s' AND deleted=1", tenant, id);
+    snprintf(
+        q, sizeof(q),
+        "SELECT count() FROM analytics.dashboards WHERE tenant_id='%s' AND id='%s' AND deleted=1",
+        tenant, id);
     ck_assert_int_eq(th_ch_count(q), 1);
     free(id);
 }
@@ -418,11 +434,14 @@ START_TEST(validation_errors)
                         "widgets[0].dimensions");
     expect_create_error("[{\"type\":\"line\",\"metricId\":\"signups\",\"granularity\":\"minute\"}]",
                         "invalid_argument", "widgets[0].granularity");
-    expect_create_error("[{\"type\":\"line\",\"metricId\":\"signups\",\"timeRange\":{\"last\":\"7w\"}}]",
-                        "invalid_argument", "widgets[0].timeRange");
+    expect_create_error(
+        "[{\"type\":\"line\",\"metricId\":\"signups\",\"timeRange\":{\"last\":\"7w\"}}]",
+        "invalid_argument", "widgets[0].timeRange");
     /* nothing of these was stored */
     char q[300];
-    snprintf(q, sizeof(q), "SELECT count() FROM analytics.dashboards WHERE tenant_id='%s' AND name='bad'", tenant);
+    snprintf(q, sizeof(q),
+             "SELECT count() FROM analytics.dashboards WHERE tenant_id='%s' AND name='bad'",
+             tenant);
     ck_assert_int_eq(th_ch_count(q), 0);
 }
 END_TEST
@@ -434,22 +453,36 @@ START_TEST(widget_operations)
     char body[1024];
     const char *code;
     /* add: deprecated metric refused, a good one appended at index 1 */
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widget\":{\"type\":\"line\",\"metricId\":\"old_signups\"}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widget\":{\"type\":\"line\",\"metricId\":\"old_signups\"}}", id);
     expect(&ALICE, "add-widget", body, "failed_precondition");
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"index\":1,\"widget\":{\"id\":\"c\",\"type\":\"pie\",\"metricId\":\"signups\",\"dimensions\":[\"plan\"]}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"index\":1,\"widget\":{\"id\":\"c\",\"type\":\"pie\",\"metricId\":"
+             "\"signups\",\"dimensions\":[\"plan\"]}}",
+             id);
     cJSON *env = call(&ALICE, "add-widget", body, &code);
     cJSON *d = ok(env, code);
     ck_assert_int_eq((int)num(d, "version"), 2);
-    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(d, "widgets"), 1), "id")), "c");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+                         cJSON_GetArrayItem(cJSON_GetObjectItem(d, "widgets"), 1), "id")),
+                     "c");
     cJSON_Delete(env);
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widget\":{\"id\":\"c\",\"type\":\"text\",\"body\":\"dup\"}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widget\":{\"id\":\"c\",\"type\":\"text\",\"body\":\"dup\"}}", id);
     expect(&ALICE, "add-widget", body, "already_exists");
     /* update: bad dimension refused; a good change kept */
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widget\":{\"id\":\"c\",\"type\":\"pie\",\"metricId\":\"signups\",\"dimensions\":[\"city\"]}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widget\":{\"id\":\"c\",\"type\":\"pie\",\"metricId\":\"signups\","
+             "\"dimensions\":[\"city\"]}}",
+             id);
     expect(&ALICE, "update-widget", body, "invalid_argument");
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widget\":{\"id\":\"zz\",\"type\":\"text\",\"body\":\"x\"}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widget\":{\"id\":\"zz\",\"type\":\"text\",\"body\":\"x\"}}", id);
     expect(&ALICE, "update-widget", body, "not_found");
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widget\":{\"id\":\"c\",\"type\":\"bar\",\"metricId\":\"signups\",\"dimensions\":[\"country\"],\"title\":\"T\"}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widget\":{\"id\":\"c\",\"type\":\"bar\",\"metricId\":\"signups\","
+             "\"dimensions\":[\"country\"],\"title\":\"T\"}}",
+             id);
     env = call(&ALICE, "update-widget", body, &code);
     d = ok(env, code);
     const cJSON *w = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "widgets"), 1);
@@ -472,8 +505,10 @@ START_TEST(widget_operations)
     d = ok(env, code);
     const cJSON *ws = cJSON_GetObjectItem(d, "widgets");
     ck_assert_int_eq(cJSON_GetArraySize(ws), 2);
-    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ws, 0), "id")), "b");
-    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ws, 1), "id")), "a");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ws, 0), "id")),
+                     "b");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ws, 1), "id")),
+                     "a");
     ck_assert_int_eq((int)num(d, "version"), 5);
     cJSON_Delete(env);
     free(id);
@@ -524,7 +559,8 @@ START_TEST(access_control_matrix)
     snprintf(body, sizeof(body), "{\"id\":\"%s\",\"tenantId\":\"%s\"}", id, tenant);
     expect(&EVE, "get", body, "permission_denied");
     /* access changes: creator and tenant admin only */
-    snprintf(upd, sizeof(upd), "{\"id\":\"%s\",\"accessControl\":{\"allowedUsers\":[\"dave\"]}}", id);
+    snprintf(upd, sizeof(upd), "{\"id\":\"%s\",\"accessControl\":{\"allowedUsers\":[\"dave\"]}}",
+             id);
     expect(&BOB, "update", upd, "permission_denied");
     expect(&ADMIN, "update", upd, "ok");
     snprintf(body, sizeof(body), "{\"id\":\"%s\"}", id);
@@ -540,8 +576,8 @@ START_TEST(render_values_match_clickhouse)
     char *id = create_dash(metrics_dims_widgets());
     char body[1024];
     const char *code;
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"noCache\":true}", id,
-             iso(day2), iso(day1 + 86400));
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"noCache\":true}",
+             id, iso(day2), iso(day1 + 86400));
     cJSON *env = call(&BOB, "render", body, &code);
     cJSON *r = ok(env, code);
     /* line: series by country over the two days */
@@ -559,8 +595,13 @@ START_TEST(render_values_match_clickhouse)
         char extra[200];
         for (int k = 0; k < 2; k++) {
             long long t0 = k == 0 ? day2 : day1;
-            snprintf(extra, sizeof(extra), "AND prop_values[indexOf(prop_keys,'country')] = '%s' AND toStartOfDay(occurred_at) = toDateTime(%lld)", c, t0);
-            ck_assert_int_eq((long long)cJSON_GetArrayItem(cJSON_GetObjectItem(s, "values"), k)->valuedouble, ch_signups(extra));
+            snprintf(extra, sizeof(extra),
+                     "AND prop_values[indexOf(prop_keys,'country')] = '%s' AND "
+                     "toStartOfDay(occurred_at) = toDateTime(%lld)",
+                     c, t0);
+            ck_assert_int_eq(
+                (long long)cJSON_GetArrayItem(cJSON_GetObjectItem(s, "values"), k)->valuedouble,
+                ch_signups(extra));
         }
         nseries++;
     }
@@ -570,7 +611,8 @@ START_TEST(render_values_match_clickhouse)
     ck_assert_int_eq((int)num(pie, "total"), (int)ch_signups(NULL));
     ck_assert_int_eq((int)num(pie, "total"), 10);
     const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(pie, "slices"), 0);
-    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(first, "name")), "FR"); /* FR 4 = US 4: by name */
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(first, "name")),
+                     "FR"); /* FR 4 = US 4: by name */
     ck_assert_double_eq_tol(num(first, "share"), 0.4, 1e-9);
     /* bignumber: value over the range, previous period (the two days before) */
     const cJSON *big = cJSON_GetObjectItem(widget_of(r, "big1"), "data");
@@ -582,8 +624,10 @@ START_TEST(render_values_match_clickhouse)
     ck_assert_int_eq((int)num(tab, "totalRows"), 4);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(tab, "rows")), 2);
     /* map: ISO codes */
-    const cJSON *map = cJSON_GetObjectItem(cJSON_GetObjectItem(widget_of(r, "map1"), "data"), "values");
-    ck_assert_int_eq((int)num(map, "FR"), (int)ch_signups("AND prop_values[indexOf(prop_keys,'country')]='FR'"));
+    const cJSON *map =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(widget_of(r, "map1"), "data"), "values");
+    ck_assert_int_eq((int)num(map, "FR"),
+                     (int)ch_signups("AND prop_values[indexOf(prop_keys,'country')]='FR'"));
     ck_assert_int_eq((int)num(map, "FR"), 4);
     ck_assert_int_eq((int)num(map, "US"), 4);
     ck_assert_int_eq((int)num(map, "DE"), 2);
@@ -594,22 +638,34 @@ START_TEST(render_values_match_clickhouse)
     cJSON_ArrayForEach(s, cJSON_GetObjectItem(bar, "series"))
     {
         const cJSON *v;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(s, "values")) total += v->valuedouble;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItem(s, "values"))
+        {
+            total += v->valuedouble;
+        }
     }
     ck_assert_double_eq_tol(total, 15.0, 1e-9);
     /* text */
-    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(widget_of(r, "txt1"), "data"), "body")), "# Hello\nnotes");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(
+                         cJSON_GetObjectItem(widget_of(r, "txt1"), "data"), "body")),
+                     "# Hello\nnotes");
     cJSON_Delete(env);
 
     /* overrides: only D1, only FR (filter on country; widgets without it ignore nothing) */
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"filters\":[{\"dimension\":\"country\",\"op\":\"eq\",\"value\":\"FR\"}],\"noCache\":true}", id,
-             iso(day1), iso(day1 + 86400));
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"filters\":[{\"dimension\":\"country\","
+             "\"op\":\"eq\",\"value\":\"FR\"}],\"noCache\":true}",
+             id, iso(day1), iso(day1 + 86400));
     env = call(&BOB, "render", body, &code);
     r = ok(env, code);
     line = cJSON_GetObjectItem(widget_of(r, "line1"), "data");
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(line, "buckets")), 1);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(line, "series")), 1);
-    ck_assert_int_eq((int)cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(line, "series"), 0), "values"), 0)->valuedouble, 3);
+    ck_assert_int_eq((int)cJSON_GetArrayItem(
+                         cJSON_GetObjectItem(
+                             cJSON_GetArrayItem(cJSON_GetObjectItem(line, "series"), 0), "values"),
+                         0)
+                         ->valuedouble,
+                     3);
     big = cJSON_GetObjectItem(widget_of(r, "big1"), "data");
     ck_assert_int_eq((int)num(big, "value"), 3);
     ck_assert_int_eq((int)num(big, "previous"), 1); /* FR on D2 */
@@ -624,12 +680,14 @@ START_TEST(render_cache_by_version_and_params)
     char *id = create_dash("[{\"id\":\"big\",\"type\":\"bignumber\",\"metricId\":\"signups\"}]");
     char body[512];
     const char *code;
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2), iso(day1 + 86400));
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2),
+             iso(day1 + 86400));
     cJSON *env = call(&ALICE, "render", body, &code);
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(ok(env, code), "cached")));
     cJSON_Delete(env);
     char cmd[300];
-    snprintf(cmd, sizeof(cmd), "--scan --pattern 'analytics:dashboards:render:%s:%s:1:*'", tenant, id);
+    snprintf(cmd, sizeof(cmd), "--scan --pattern 'analytics:dashboards:render:%s:%s:1:*'", tenant,
+             id);
     char *keys = th_redis(cmd);
     ck_assert_msg(strstr(keys, id) != NULL, "no cache key: %s", keys);
     free(keys);
@@ -639,7 +697,8 @@ START_TEST(render_cache_by_version_and_params)
     ck_assert_int_eq((int)num(cJSON_GetObjectItem(widget_of(r, "big"), "data"), "value"), 10);
     cJSON_Delete(env);
     /* other parameters: a miss */
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day1), iso(day1 + 86400));
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day1),
+             iso(day1 + 86400));
     env = call(&ALICE, "render", body, &code);
     r = ok(env, code);
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "cached")));
@@ -665,7 +724,8 @@ START_TEST(failing_and_slow_widgets_carry_their_own_error)
                            "{\"id\":\"late\",\"type\":\"line\",\"metricId\":\"slow\"}]");
     char body[512];
     const char *code;
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2), iso(day1 + 86400));
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2),
+             iso(day1 + 86400));
     int64_t t0 = th_now_ms();
     cJSON *env = call(&ALICE, "render", body, &code);
     int64_t took = th_now_ms() - t0;
@@ -703,35 +763,39 @@ END_TEST
 static char *png_info(const char *path)
 {
     char *cmd = NULL;
-    ck_assert(asprintf(&cmd,
-             "python3 - '%s' <<'EOF'\n"
-             "import sys, struct, zlib\n"
-             "d = open(sys.argv[1], 'rb').read()\n"
-             "assert d[:8] == b'\\x89PNG\\r\\n\\x1a\\n', 'not a PNG'\n"
-             "i = 8; idat = b''; w = h = 0\n"
-             "while i < len(d):\n"
-             "    n, t = struct.unpack('>I4s', d[i:i+8]); c = d[i+8:i+8+n]\n"
-             "    if t == b'IHDR': w, h, bd, ct = struct.unpack('>IIBB', c[:10]); assert bd == 8\n"
-             "    if t == b'IDAT': idat += c\n"
-             "    i += 12 + n\n"
-             "raw = zlib.decompress(idat); bpp = {2: 3, 6: 4}[ct]; stride = w * bpp\n"
-             "prev = bytearray(stride); px = set(); nonwhite = 0; p = 0\n"
-             "for y in range(h):\n"
-             "    f = raw[p]; line = bytearray(raw[p+1:p+1+stride]); p += 1 + stride\n"
-             "    for x in range(stride):\n"
-             "        a = line[x-bpp] if x >= bpp else 0; b = prev[x]; c = prev[x-bpp] if x >= bpp else 0\n"
-             "        if f == 1: line[x] = (line[x] + a) & 255\n"
-             "        elif f == 2: line[x] = (line[x] + b) & 255\n"
-             "        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255\n"
-             "        elif f == 4:\n"
-             "            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)\n"
-             "            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255\n"
-             "    prev = line\n"
-             "    for x in range(0, stride, bpp):\n"
-             "        q = bytes(line[x:x+3]); px.add(q); nonwhite += q != b'\\xff\\xff\\xff'\n"
-             "print(w, h, len(px), round(nonwhite / (w * h), 4))\n"
-             "EOF",
-             path) > 0);
+    ck_assert(
+        asprintf(
+            &cmd,
+            "python3 - '%s' <<'EOF'\n"
+            "import sys, struct, zlib\n"
+            "d = open(sys.argv[1], 'rb').read()\n"
+            "assert d[:8] == b'\\x89PNG\\r\\n\\x1a\\n', 'not a PNG'\n"
+            "i = 8; idat = b''; w = h = 0\n"
+            "while i < len(d):\n"
+            "    n, t = struct.unpack('>I4s', d[i:i+8]); c = d[i+8:i+8+n]\n"
+            "    if t == b'IHDR': w, h, bd, ct = struct.unpack('>IIBB', c[:10]); assert bd == 8\n"
+            "    if t == b'IDAT': idat += c\n"
+            "    i += 12 + n\n"
+            "raw = zlib.decompress(idat); bpp = {2: 3, 6: 4}[ct]; stride = w * bpp\n"
+            "prev = bytearray(stride); px = set(); nonwhite = 0; p = 0\n"
+            "for y in range(h):\n"
+            "    f = raw[p]; line = bytearray(raw[p+1:p+1+stride]); p += 1 + stride\n"
+            "    for x in range(stride):\n"
+            "        a = line[x-bpp] if x >= bpp else 0; b = prev[x]; c = prev[x-bpp] if x >= bpp "
+            "else 0\n"
+            "        if f == 1: line[x] = (line[x] + a) & 255\n"
+            "        elif f == 2: line[x] = (line[x] + b) & 255\n"
+            "        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255\n"
+            "        elif f == 4:\n"
+            "            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)\n"
+            "            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else "
+            "c)) & 255\n"
+            "    prev = line\n"
+            "    for x in range(0, stride, bpp):\n"
+            "        q = bytes(line[x:x+3]); px.add(q); nonwhite += q != b'\\xff\\xff\\xff'\n"
+            "print(w, h, len(px), round(nonwhite / (w * h), 4))\n"
+            "EOF",
+            path) > 0);
     int rc = 0;
     char *out = th_run(cmd, &rc);
     free(cmd);
@@ -746,11 +810,15 @@ START_TEST(render_widget_png_decodes)
     const char *code;
     const char *ids[] = {"line1", "bar1", "pie1", "big1"};
     for (int i = 0; i < 4; i++) {
-        snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widgetId\":\"%s\",\"format\":\"png\",\"width\":800,\"height\":400,\"from\":\"%s\",\"to\":\"%s\"}", id, ids[i], iso(day2), iso(day1 + 86400));
+        snprintf(body, sizeof(body),
+                 "{\"id\":\"%s\",\"widgetId\":\"%s\",\"format\":\"png\",\"width\":800,\"height\":"
+                 "400,\"from\":\"%s\",\"to\":\"%s\"}",
+                 id, ids[i], iso(day2), iso(day1 + 86400));
         cJSON *env = call(&CAROL, "render-widget", body, &code);
         cJSON *w = ok(env, code);
         const cJSON *img = cJSON_GetObjectItem(w, "image");
-        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(img, "contentType")), "image/png");
+        ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(img, "contentType")),
+                         "image/png");
         const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(img, "base64"));
         ck_assert_ptr_nonnull(b64);
         char path[700], cmd[1600];
@@ -771,7 +839,8 @@ START_TEST(render_widget_png_decodes)
         ck_assert_int_eq(sscanf(info, "%d %d %d %lf", &pw, &ph, &colours, &nonwhite), 4);
         ck_assert_int_eq(pw, 800);
         ck_assert_int_eq(ph, 400);
-        ck_assert_msg(colours > 10 && nonwhite > 0.01 && nonwhite < 0.9, "%s looks blank or flooded: %s", ids[i], info);
+        ck_assert_msg(colours > 10 && nonwhite > 0.01 && nonwhite < 0.9,
+                      "%s looks blank or flooded: %s", ids[i], info);
         free(info);
         cJSON_Delete(env);
     }
@@ -781,9 +850,13 @@ START_TEST(render_widget_png_decodes)
     snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widgetId\":\"nope\"}", id);
     expect(&CAROL, "render-widget", body, "not_found");
     /* json form of one widget */
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widgetId\":\"map1\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2), iso(day1 + 86400));
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widgetId\":\"map1\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2),
+             iso(day1 + 86400));
     cJSON *env = call(&CAROL, "render-widget", body, &code);
-    ck_assert_int_eq((int)num(cJSON_GetObjectItem(cJSON_GetObjectItem(ok(env, code), "data"), "values"), "US"), 4);
+    ck_assert_int_eq(
+        (int)num(cJSON_GetObjectItem(cJSON_GetObjectItem(ok(env, code), "data"), "values"), "US"),
+        4);
     cJSON_Delete(env);
     free(id);
 }
@@ -805,7 +878,8 @@ START_TEST(metrics_down_is_unavailable_fast)
     ck_assert_msg(took < 3000, "took %lld ms", (long long)took);
     cJSON_Delete(env);
     /* validation needs metrics too: unavailable, not a crash or a hang */
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"widget\":{\"type\":\"line\",\"metricId\":\"signups\"}}", id);
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"widget\":{\"type\":\"line\",\"metricId\":\"signups\"}}", id);
     expect(&ALICE, "add-widget", body, "unavailable");
     /* the text-only parts still work */
     snprintf(body, sizeof(body), "{\"id\":\"%s\"}", id);

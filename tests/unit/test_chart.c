@@ -34,7 +34,8 @@ static const char *DECODER =
     "        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255\n"
     "        elif f == 4:\n"
     "            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)\n"
-    "            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255\n"
+    "            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & "
+    "255\n"
     "    prev = line\n"
     "    for x in range(0, stride, bpp):\n"
     "        q = bytes(line[x:x+3]); px.add(q); nonwhite += q != b'\\xff\\xff\\xff'\n"
@@ -93,8 +94,14 @@ static void check_chart(const an_chart *c, int w, int h, const char *name)
 START_TEST(line_chart_decodes_at_800x400)
 {
     an_chart_series s[] = {{"FR", fr, 7}, {"DE", de, 7}, {"US", us, 7}};
-    an_chart c = {.type = AN_CHART_LINE, .title = "Signups", .subtitle = "last 7 days",
-                  .unit = "users", .labels = days, .nlabels = 7, .series = s, .nseries = 3};
+    an_chart c = {.type = AN_CHART_LINE,
+                  .title = "Signups",
+                  .subtitle = "last 7 days",
+                  .unit = "users",
+                  .labels = days,
+                  .nlabels = 7,
+                  .series = s,
+                  .nseries = 3};
     check_chart(&c, 800, 400, "line");
 }
 END_TEST
@@ -102,8 +109,13 @@ END_TEST
 START_TEST(bar_chart_decodes_at_other_sizes)
 {
     an_chart_series s[] = {{"FR", fr, 7}, {"DE", de, 7}};
-    an_chart c = {.type = AN_CHART_BAR, .title = "Revenue", .unit = "EUR", .labels = days,
-                  .nlabels = 7, .series = s, .nseries = 2};
+    an_chart c = {.type = AN_CHART_BAR,
+                  .title = "Revenue",
+                  .unit = "EUR",
+                  .labels = days,
+                  .nlabels = 7,
+                  .series = s,
+                  .nseries = 2};
     check_chart(&c, 800, 400, "bar");
     check_chart(&c, 300, 200, "bar-small");
 }
@@ -114,16 +126,24 @@ START_TEST(pie_chart_decodes)
     const char *names[] = {"FR", "DE", "US"};
     double v[] = {4, 2, 4};
     an_chart_series s[] = {{"share", v, 3}};
-    an_chart c = {.type = AN_CHART_PIE, .title = "Share", .labels = names, .nlabels = 3,
-                  .series = s, .nseries = 1};
+    an_chart c = {.type = AN_CHART_PIE,
+                  .title = "Share",
+                  .labels = names,
+                  .nlabels = 3,
+                  .series = s,
+                  .nseries = 1};
     check_chart(&c, 800, 400, "pie");
 }
 END_TEST
 
 START_TEST(bignumber_decodes)
 {
-    an_chart c = {.type = AN_CHART_BIGNUMBER, .title = "Signups", .unit = "users",
-                  .value = 1234567, .previous = 1000000, .has_previous = true};
+    an_chart c = {.type = AN_CHART_BIGNUMBER,
+                  .title = "Signups",
+                  .unit = "users",
+                  .value = 1234567,
+                  .previous = 1000000,
+                  .has_previous = true};
     check_chart(&c, 800, 400, "big");
 }
 END_TEST
