@@ -5,6 +5,13 @@
  * every update of a dashboard miss the old entries, which then expire.
  * The params hash is taken over the canonical (unformatted, as received after
  * normalisation) render parameters. Redis being down only costs speed.
+ *
+ * It also keeps the dashboard records themselves (read-through, written
+ * after every change), under analytics:dashboards:record:<tenant>:<id>, so
+ * a cached render needs no ClickHouse query. A record is only replaced by a
+ * higher version (a Lua script compares), so a replica filling the cache
+ * from an older read cannot bring a revoked access back; a change deletes
+ * the entry before writing ClickHouse, so a failed refill only costs a miss.
  */
 #include "common/crypto.h"
 #include "common/redis.h"
@@ -96,6 +103,82 @@ void dash_cache_put(dash_ctx *c, const char *key, const char *json)
     an_error err = {0};
     if (an_redis_argv(r, 5, argv, NULL, &rep, &err) != AN_OK)
         an_warn("render cache put: %s", err.message);
+    freeReplyObject(rep);
+    give(c, r);
+}
+
+/* SET key json PX ttl unless the stored record has a version >= version. */
+static const an_redis_script set_if_newer = {
+    "dashboards record set-if-newer",
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  local ok, doc = pcall(cjson.decode, cur)\n"
+    "  if ok and tonumber(doc.v) and tonumber(doc.v) >= tonumber(ARGV[2]) then return 0 end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])\n"
+    "return 1\n",
+};
+
+static void record_key(const char *tenant, const char *id, char *out, size_t n)
+{
+    snprintf(out, n, "analytics:dashboards:record:%s:%s", tenant, id);
+}
+
+an_status dash_record_cache_get(dash_ctx *c, const char *tenant, const char *id, char **json)
+{
+    *json = NULL;
+    if (!c->cfg->redis_url || c->record_ttl_ms <= 0)
+        return AN_NOT_FOUND;
+    char key[300];
+    record_key(tenant, id, key, sizeof(key));
+    redisContext *r = take(c);
+    if (!r)
+        return AN_NOT_FOUND;
+    const char *argv[] = {"GET", key};
+    redisReply *rep = NULL;
+    an_error err = {0};
+    if (an_redis_argv(r, 2, argv, NULL, &rep, &err) == AN_OK && rep->type == REDIS_REPLY_STRING)
+        *json = strndup(rep->str, rep->len);
+    freeReplyObject(rep);
+    give(c, r);
+    return *json ? AN_OK : AN_NOT_FOUND;
+}
+
+void dash_record_cache_put(dash_ctx *c, const char *tenant, const char *id, uint64_t version,
+                           const char *json)
+{
+    if (!c->cfg->redis_url || c->record_ttl_ms <= 0)
+        return;
+    char key[300], ver[32], ttl[32];
+    record_key(tenant, id, key, sizeof(key));
+    snprintf(ver, sizeof(ver), "%llu", (unsigned long long)version);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)c->record_ttl_ms);
+    redisContext *r = take(c);
+    if (!r)
+        return;
+    const char *args[] = {key, json, ver, ttl};
+    redisReply *rep = NULL;
+    an_error err = {0};
+    if (an_redis_eval(r, &set_if_newer, 1, 3, args, NULL, &rep, &err) != AN_OK)
+        an_warn("record cache put: %s", err.message);
+    freeReplyObject(rep);
+    give(c, r);
+}
+
+void dash_record_cache_del(dash_ctx *c, const char *tenant, const char *id)
+{
+    if (!c->cfg->redis_url || c->record_ttl_ms <= 0)
+        return;
+    char key[300];
+    record_key(tenant, id, key, sizeof(key));
+    redisContext *r = take(c);
+    if (!r)
+        return;
+    const char *argv[] = {"DEL", key};
+    redisReply *rep = NULL;
+    an_error err = {0};
+    if (an_redis_argv(r, 2, argv, NULL, &rep, &err) != AN_OK)
+        an_warn("record cache del: %s", err.message);
     freeReplyObject(rep);
     give(c, r);
 }

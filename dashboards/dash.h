@@ -34,6 +34,7 @@ typedef struct dash_ctx {
     char *tenant_admin_role;     /* ANALYTICS_DASHBOARDS_TENANT_ADMIN_ROLE */
     char *metrics_prefix;        /* ANALYTICS_DASHBOARDS_METRICS_PREFIX, "analytics.metrics" */
     int64_t validate_timeout_ms; /* ANALYTICS_DASHBOARDS_VALIDATE_TIMEOUT */
+    int64_t record_ttl_ms;       /* ANALYTICS_DASHBOARDS_RECORD_CACHE_TTL; 0: off */
     /* set by init */
     an_service *svc;
     const an_service_config *cfg;
@@ -118,6 +119,11 @@ void dash_cache_key(const dash *d, const char *widget, const cJSON *params, char
 an_status dash_cache_get(dash_ctx *c, const char *key, char **json);
 void dash_cache_put(dash_ctx *c, const char *key, const char *json);
 void dash_cache_close(dash_ctx *c);
+/* The record cache (see cache.c): get gives the JSON of dash_record_json. */
+an_status dash_record_cache_get(dash_ctx *c, const char *tenant, const char *id, char **json);
+void dash_record_cache_put(dash_ctx *c, const char *tenant, const char *id, uint64_t version,
+                           const char *json);
+void dash_record_cache_del(dash_ctx *c, const char *tenant, const char *id);
 
 /* ---- api.c */
 extern const an_endpoint dash_endpoints[];

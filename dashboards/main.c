@@ -14,6 +14,8 @@ static const an_config_var vars[] = {
      offsetof(dash_ctx, validate_timeout_ms), "longest wait for metrics when checking a widget"},
     {"ANALYTICS_DASHBOARDS_CACHE_TTL", AN_CFG_DURATION, "60s", 0, 86400000, 0,
      offsetof(dash_ctx, cache_ttl_ms), "how long a render result stays in Redis; 0: no cache"},
+    {"ANALYTICS_DASHBOARDS_RECORD_CACHE_TTL", AN_CFG_DURATION, "5m", 0, 86400000, 0,
+     offsetof(dash_ctx, record_ttl_ms), "how long a dashboard record stays in Redis; 0: off"},
     {"ANALYTICS_DASHBOARDS_TENANT_ADMIN_ROLE", AN_CFG_STRING, "tenant-admin", 0, 0, 0,
      offsetof(dash_ctx, tenant_admin_role), "the role that sees and changes every dashboard"},
     {"ANALYTICS_DASHBOARDS_METRICS_PREFIX", AN_CFG_STRING, "analytics.metrics", 0, 0, 0,

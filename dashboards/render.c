@@ -265,9 +265,10 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
                               "metric %s is deprecated: it cannot be put on a new widget", metric);
     }
     if (!active && !deprecated) {
-        cJSON_Delete(m);
-        return an_error_field(err, AN_FAILED_PRECONDITION, "metricId",
-                              "metric %s is not active (status %s)", metric, status);
+        an_error_field(err, AN_FAILED_PRECONDITION, "metricId",
+                       "metric %s is not active (status %s)", metric, status);
+        cJSON_Delete(m); /* status points into m */
+        return AN_FAILED_PRECONDITION;
     }
     cJSON *allowed = metric_dims(m);
     cJSON_Delete(m);

@@ -154,9 +154,74 @@ static an_status query(dash_ctx *c, const char *sql, rows *rs, an_error *err)
     return st;
 }
 
+/* The record as cached in Redis: every column, compact. */
+static char *record_json(const dash *d)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "t", d->tenant);
+    cJSON_AddStringToObject(j, "i", d->id);
+    cJSON_AddStringToObject(j, "n", d->name);
+    cJSON_AddStringToObject(j, "d", d->description ? d->description : "");
+    cJSON_AddStringToObject(j, "c", d->created_by);
+    cJSON_AddItemToObject(j, "w", cJSON_Duplicate(d->widgets, 1));
+    cJSON_AddItemToObject(j, "a", cJSON_Duplicate(d->acl, 1));
+    cJSON_AddNumberToObject(j, "ca", (double)d->created_at);
+    cJSON_AddNumberToObject(j, "ua", (double)d->updated_at);
+    cJSON_AddNumberToObject(j, "v", (double)d->version);
+    cJSON_AddBoolToObject(j, "x", d->deleted);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static dash *record_parse(const char *s, const char *tenant, const char *id)
+{
+    cJSON *j = cJSON_Parse(s);
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "t"));
+    const char *i = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "i"));
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "n"));
+    const char *de = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "d"));
+    const char *c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "c"));
+    cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "w");
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "a");
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "v");
+    if (!t || !i || !n || !de || !c || !cJSON_IsArray(w) || !cJSON_IsObject(a) ||
+        !cJSON_IsNumber(v) || strcmp(t, tenant) || strcmp(i, id)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    dash *d = calloc(1, sizeof(*d));
+    d->tenant = strdup(t);
+    d->id = strdup(i);
+    d->name = strdup(n);
+    d->description = strdup(de);
+    d->created_by = strdup(c);
+    d->widgets = cJSON_DetachItemViaPointer(j, w);
+    d->acl = cJSON_DetachItemViaPointer(j, a);
+    d->created_at = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "ca"));
+    d->updated_at = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "ua"));
+    d->version = (uint64_t)v->valuedouble;
+    d->deleted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "x"));
+    cJSON_Delete(j);
+    return d;
+}
+
 an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out, an_error *err)
 {
     *out = NULL;
+    char *cached = NULL;
+    if (dash_record_cache_get(c, tenant, id, &cached) == AN_OK) {
+        dash *d = record_parse(cached, tenant, id);
+        free(cached);
+        if (d && d->deleted) {
+            dash_free(d);
+            return an_error_field(err, AN_NOT_FOUND, "id", "dashboard %s not found", id);
+        }
+        if (d) {
+            *out = d;
+            return AN_OK;
+        }
+    }
     an_buf q;
     an_buf_init(&q);
     an_buf_adds(&q, "SELECT " COLS " FROM analytics.dashboards FINAL WHERE tenant_id = ");
@@ -177,6 +242,9 @@ an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash *
         dash_free(rs.v[i]);
     *out = rs.v[0];
     free(rs.v);
+    char *json = record_json(*out);
+    dash_record_cache_put(c, tenant, id, (*out)->version, json);
+    free(json);
     return AN_OK;
 }
 
@@ -231,8 +299,10 @@ an_status dash_store_put(dash_ctx *c, const dash *d, an_error *err)
     free(a);
     st = an_ch_batch_end_row(b, err);
     an_ch *ch = NULL;
-    if (st == AN_OK)
+    if (st == AN_OK) {
+        dash_record_cache_del(c, d->tenant, d->id);
         st = ch_take(c, &ch, err);
+    }
     if (st == AN_OK) {
         st = an_ch_insert(ch, b, NULL, 0, err);
         if (st == AN_OK)
@@ -241,5 +311,10 @@ an_status dash_store_put(dash_ctx *c, const dash *d, an_error *err)
             an_ch_free(ch);
     }
     an_ch_batch_free(b);
+    if (st == AN_OK) {
+        char *json = record_json(d);
+        dash_record_cache_put(c, d->tenant, d->id, d->version, json);
+        free(json);
+    }
     return st;
 }
