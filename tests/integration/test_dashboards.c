@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SECRET "dash-secret-0123456789abcdefghijklmnopqrstuv"
@@ -268,13 +269,18 @@ static void suite_setup(void)
 
 static void suite_teardown(void)
 {
+    int st = -1;
     if (dash_pid > 0)
         kill(dash_pid, SIGTERM);
-    if (dash_pid > 0 && th_wait(dash_pid, 10000, NULL, NULL) != 0)
+    if (dash_pid > 0 && th_wait(dash_pid, 15000, &st, NULL) != 0)
         th_kill(dash_pid);
     if (dbl_pid > 0)
         th_kill(dbl_pid);
     dash_pid = dbl_pid = 0;
+    /* a clean drain exits 0; under ASan a leak or an error makes it non-zero */
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "dashboards did not exit cleanly (status %d), see %s/dashboards-%s.log", st,
+                  log_dir, dbl_name);
 }
 
 static void setup(void)
