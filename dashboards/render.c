@@ -71,22 +71,33 @@ static an_status time_range_check(const cJSON *tr, const char *field, an_error *
     return AN_OK;
 }
 
-static bool in_dims(const cJSON *dims, const char *d)
+/* A dimension or filter field, as metrics' template language names them
+ * (common/template.h): a column of the events relation (event_name,
+ * actor_type, actor_id) or properties.<path>. */
+static bool field_valid(const char *f)
 {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, dims)
-    {
-        if (cJSON_IsString(it) && !strcmp(it->valuestring, d))
+    if (!f)
+        return false;
+    if (!strcmp(f, "event_name") || !strcmp(f, "actor_type") || !strcmp(f, "actor_id"))
+        return true;
+    return !strncmp(f, "properties.", 11) && an_sql_property_path_valid(f + 11);
+}
+
+static bool op_is(const char *op, const char *const *set)
+{
+    for (int i = 0; set[i]; i++)
+        if (!strcmp(op, set[i]))
             return true;
-    }
     return false;
 }
 
-/* Filters: [{dimension, op: eq|neq|in|not_in, value | values}], dimensions
- * among allowed. Returns a normalised copy in *out. */
-static an_status filters_check(const cJSON *in, const cJSON *allowed, const char *field,
-                               cJSON **out, an_error *err)
+/* Filters: [{field, op, value}] in metrics' form (common/template.h):
+ * eq neq gt gte lt lte contains with a string or number (eq/neq also a
+ * boolean), in not_in with 1..1000 strings or numbers, is_set with a
+ * boolean (default true). Returns a normalised copy in *out. */
+static an_status filters_check(const cJSON *in, const char *field, cJSON **out, an_error *err)
 {
+    static const char *const scalar[] = {"eq", "neq", "gt", "gte", "lt", "lte", "contains", NULL};
     *out = cJSON_CreateArray();
     if (!in || cJSON_IsNull(in))
         return AN_OK;
@@ -96,52 +107,52 @@ static an_status filters_check(const cJSON *in, const cJSON *allowed, const char
     const cJSON *f;
     cJSON_ArrayForEach(f, in)
     {
-        const char *dim = str_of(f, "dimension");
+        const char *name = str_of(f, "field");
         const char *op = str_of(f, "op");
         if (!op)
             op = "eq";
-        if (!dim || !an_sql_ident_valid(dim))
+        if (!field_valid(name))
             return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                                  "%s: every filter needs a dimension (an identifier)", field);
-        if (allowed && !in_dims(allowed, dim))
-            return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                                  "%s: dimension %s is not a dimension of the metric", field, dim);
-        bool list = !strcmp(op, "in") || !strcmp(op, "not_in");
-        if (!list && strcmp(op, "eq") && strcmp(op, "neq"))
-            return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                                  "%s: op must be eq, neq, in or not_in", field);
-        cJSON *nf = cJSON_CreateObject();
-        cJSON_AddStringToObject(nf, "dimension", dim);
-        cJSON_AddStringToObject(nf, "op", op);
-        if (list) {
-            const cJSON *vs = cJSON_GetObjectItemCaseSensitive(f, "values");
-            bool ok =
-                cJSON_IsArray(vs) && cJSON_GetArraySize(vs) > 0 && cJSON_GetArraySize(vs) <= 1000;
-            const cJSON *v;
-            cJSON_ArrayForEach(v, vs)
+                                  "%s: every filter needs a field: event_name, actor_type, "
+                                  "actor_id or properties.<path>",
+                                  field);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, "value");
+        bool ok;
+        if (op_is(op, scalar)) {
+            ok = cJSON_IsString(v) || cJSON_IsNumber(v) ||
+                 (cJSON_IsBool(v) && (!strcmp(op, "eq") || !strcmp(op, "neq")));
+            if (ok && cJSON_IsString(v) && strlen(v->valuestring) > 1024)
+                ok = false;
+        } else if (!strcmp(op, "in") || !strcmp(op, "not_in")) {
+            ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0 && cJSON_GetArraySize(v) <= 1000;
+            const cJSON *x;
+            cJSON_ArrayForEach(x, v)
             {
-                ok = ok && (cJSON_IsString(v) || cJSON_IsNumber(v));
+                ok = ok && (cJSON_IsString(x) || cJSON_IsNumber(x));
             }
-            if (!ok) {
-                cJSON_Delete(nf);
-                return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                                      "%s: %s needs values, 1 to 1000 strings or numbers", field,
-                                      op);
-            }
-            cJSON_AddItemToObject(nf, "values", cJSON_Duplicate(vs, 1));
+        } else if (!strcmp(op, "is_set")) {
+            ok = !v || cJSON_IsBool(v);
         } else {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, "value");
-            if (!cJSON_IsString(v) && !cJSON_IsNumber(v)) {
-                cJSON_Delete(nf);
-                return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                                      "%s: %s needs a value (string or number)", field, op);
-            }
-            cJSON_AddItemToObject(nf, "value", cJSON_Duplicate(v, 1));
+            return an_error_field(err, AN_INVALID_ARGUMENT, field,
+                                  "%s: op must be eq, neq, gt, gte, lt, lte, contains, in, not_in "
+                                  "or is_set",
+                                  field);
         }
+        if (!ok)
+            return an_error_field(err, AN_INVALID_ARGUMENT, field, "%s: %s needs %s", field, op,
+                                  !strcmp(op, "is_set") ? "a boolean value or none"
+                                  : op_is(op, scalar)   ? "a string or number value"
+                                                      : "a value of 1 to 1000 strings or numbers");
+        cJSON *nf = cJSON_CreateObject();
+        cJSON_AddStringToObject(nf, "field", name);
+        cJSON_AddStringToObject(nf, "op", op);
+        cJSON_AddItemToObject(nf, "value", v ? cJSON_Duplicate(v, 1) : cJSON_CreateTrue());
         cJSON_AddItemToArray(*out, nf);
     }
     return AN_OK;
 }
+
+static void fmt_ms(int64_t ms, char *out, size_t n);
 
 static an_status metrics_call(dash_ctx *c, const an_request *req, const char *verb,
                               const cJSON *body, int64_t timeout_ms, cJSON **data, an_error *err)
@@ -149,20 +160,6 @@ static an_status metrics_call(dash_ctx *c, const an_request *req, const char *ve
     char subject[256];
     snprintf(subject, sizeof(subject), "%s.%s", c->metrics_prefix, verb);
     return an_request_call(req, subject, body, timeout_ms, data, err);
-}
-
-/* The dimension names a metric definition allows (strings or {name}). */
-static cJSON *metric_dims(const cJSON *m)
-{
-    cJSON *out = cJSON_CreateArray();
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, "dimensions"))
-    {
-        const char *n = cJSON_IsString(it) ? it->valuestring : str_of(it, "name");
-        if (n)
-            cJSON_AddItemToArray(out, cJSON_CreateString(n));
-    }
-    return out;
 }
 
 an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, bool new_widget,
@@ -217,9 +214,10 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
     const cJSON *it;
     cJSON_ArrayForEach(it, dims)
     {
-        if (!cJSON_IsString(it) || !an_sql_ident_valid(it->valuestring))
+        if (!cJSON_IsString(it) || !field_valid(it->valuestring))
             return an_error_field(err, AN_INVALID_ARGUMENT, "dimensions",
-                                  "dimensions must be identifiers");
+                                  "a dimension is event_name, actor_type, actor_id or "
+                                  "properties.<path>");
     }
     if (!strcmp(type, "map") && cJSON_GetArraySize(dims) < 1)
         return an_error_field(err, AN_INVALID_ARGUMENT, "dimensions",
@@ -270,29 +268,45 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
         cJSON_Delete(m); /* status points into m */
         return AN_FAILED_PRECONDITION;
     }
-    cJSON *allowed = metric_dims(m);
     cJSON_Delete(m);
-    cJSON_ArrayForEach(it, dims)
-    {
-        if (!in_dims(allowed, it->valuestring)) {
-            an_error_field(err, AN_INVALID_ARGUMENT, "dimensions",
-                           "dimension %s is not a dimension of metric %s", it->valuestring, metric);
-            cJSON_Delete(allowed);
-            return AN_INVALID_ARGUMENT;
-        }
-    }
     cJSON *nf = NULL;
-    st =
-        filters_check(cJSON_GetObjectItemCaseSensitive(w, "filters"), allowed, "filters", &nf, err);
+    st = filters_check(cJSON_GetObjectItemCaseSensitive(w, "filters"), "filters", &nf, err);
     if (st != AN_OK) {
         cJSON_Delete(nf);
-        cJSON_Delete(allowed);
         return st;
     }
     replace(w, "filters", nf);
-    replace(w, "metricDimensions", allowed);
     if (!dims)
         cJSON_AddItemToObject(w, "dimensions", cJSON_CreateArray());
+    /* Whether the metric can be broken down by these dimensions and
+     * filtered so is the metric's business (its template must use
+     * {{dimensions}} and {{filters}}): ask it, on the last hour. */
+    cJSON *probe = cJSON_CreateObject();
+    char fb[40], tb[40];
+    int64_t now = an_time_now_ms();
+    fmt_ms(now - now % 3600000 - 3600000, fb, sizeof(fb));
+    fmt_ms(now - now % 3600000, tb, sizeof(tb));
+    cJSON_AddStringToObject(probe, "metricId", metric);
+    cJSON_AddStringToObject(probe, "from", fb);
+    cJSON_AddStringToObject(probe, "to", tb);
+    cJSON_AddStringToObject(probe, "granularity", "hour");
+    cJSON_AddItemToObject(probe, "dimensions",
+                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(w, "dimensions"), 1));
+    cJSON_AddItemToObject(probe, "filters",
+                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(w, "filters"), 1));
+    cJSON *res = NULL;
+    memset(&cerr, 0, sizeof(cerr));
+    st = metrics_call(c, req, "query", probe, c->validate_timeout_ms, &res, &cerr);
+    cJSON_Delete(probe);
+    cJSON_Delete(res);
+    if (st == AN_INVALID_ARGUMENT) {
+        const char *f = !strncmp(cerr.field, "filters", 7) ? "filters" : "dimensions";
+        return an_error_field(err, AN_INVALID_ARGUMENT, f, "metric %s refuses the %s: %s", metric,
+                              f, cerr.message);
+    }
+    if (st == AN_UNAVAILABLE)
+        return an_error_field(err, st, "metricId", "checking metric %s: %s", metric, cerr.message);
+    /* other failures (a limit, an internal error) are the data's, not the widget's */
     return AN_OK;
 }
 
@@ -345,13 +359,12 @@ static an_status resolve_range(const cJSON *w, const cJSON *params, int64_t now_
 }
 
 /* The widget's filters, with those of the render replacing the widget's on
- * the same dimension; render filters on a dimension the widget's metric does
- * not have are left out for that widget. */
+ * the same field and added otherwise. A metric whose template cannot
+ * filter refuses them: that widget then carries the error. */
 static cJSON *merged_filters(const cJSON *w, const cJSON *params)
 {
     const cJSON *mine = cJSON_GetObjectItemCaseSensitive(w, "filters");
     const cJSON *over = cJSON_GetObjectItemCaseSensitive(params, "filters");
-    const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(w, "metricDimensions");
     cJSON *out = cJSON_CreateArray();
     const cJSON *f, *g;
     cJSON_ArrayForEach(f, mine)
@@ -359,8 +372,8 @@ static cJSON *merged_filters(const cJSON *w, const cJSON *params)
         bool overridden = false;
         cJSON_ArrayForEach(g, over)
         {
-            const char *a = str_of(f, "dimension"), *b = str_of(g, "dimension");
-            if (a && b && !strcmp(a, b) && in_dims(allowed, b))
+            const char *a = str_of(f, "field"), *b = str_of(g, "field");
+            if (a && b && !strcmp(a, b))
                 overridden = true;
         }
         if (!overridden)
@@ -368,9 +381,7 @@ static cJSON *merged_filters(const cJSON *w, const cJSON *params)
     }
     cJSON_ArrayForEach(g, over)
     {
-        const char *b = str_of(g, "dimension");
-        if (b && in_dims(allowed, b))
-            cJSON_AddItemToArray(out, cJSON_Duplicate(g, 1));
+        cJSON_AddItemToArray(out, cJSON_Duplicate(g, 1));
     }
     return out;
 }
@@ -548,7 +559,7 @@ an_status dash_params_parse(const cJSON *body, cJSON **out, an_error *err)
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "filters");
     if (f) {
         cJSON *nf = NULL;
-        an_status st = filters_check(f, NULL, "filters", &nf, err);
+        an_status st = filters_check(f, "filters", &nf, err);
         if (st != AN_OK) {
             cJSON_Delete(nf);
             return st;

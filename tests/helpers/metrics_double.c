@@ -12,14 +12,23 @@
  *   revenue     sum of property amount of order.paid  dims country, plan               active
  *   old_signups count of user.signed_up               dims country                     deprecated
  *   draft       (never answers data)                                                   draft
- *   slow        like events, after ANALYTICS_METRICS_DOUBLE_SLOW_MS                    active
+ *   slow        like events, after ANALYTICS_METRICS_DOUBLE_SLOW_MS when the range
+ *               is longer than one hour (so that dashboards' one-hour validation
+ *               probe passes)                                                          active
  *   broken      query fails with internal                                              active
- * country and plan are the event properties of those names.
+ * country and plan are the properties.country and properties.plan dimensions.
  *
- *   get   {id} -> {id, name, status, unit, dimensions:[...], granularities:[...]}
- *   query {metricId, from, to, granularity, dimensions, filters}
- *         -> {metricId, unit, granularity, columns:["bucket", dims..., "value"],
- *             rows:[["2026-11-27T00:00:00Z", dim values..., value], ...]}
+ * The shapes follow the real metrics service (branch metrics, common/template.h,
+ * metrics/query.h), reduced to what dashboards uses:
+ *   get   {id} -> {id, name, status, unit}
+ *   query {metricId, from, to, granularity, dimensions, filters: [{field, op, value}]}
+ *         -> {metricId, unit, granularity, from, to,
+ *             columns: [{name: "bucket", type: "time"}, {name: <dim>, type: "string"}...,
+ *                       {name: "value", type: "number"}],
+ *             rows: [["2026-11-27T00:00:00.000Z", dim values..., value], ...]}
+ *         a dimension or filter field the metric does not have: invalid_argument
+ *         with field "dimensions[i]" / "filters[i].field". Buckets without rows
+ *         are not filled in (the real service fills them).
  */
 #include "common/ch.h"
 #include "common/service.h"
@@ -50,18 +59,33 @@ typedef struct metric {
 } metric;
 
 static const metric catalog[] = {
-    {"events", "active", "events", NULL, "count()", {"country", "plan", "event_name", NULL}},
-    {"signups", "active", "users", "user.signed_up", "count()", {"country", "plan", NULL}},
+    {"events",
+     "active",
+     "events",
+     NULL,
+     "count()",
+     {"properties.country", "properties.plan", "event_name", NULL}},
+    {"signups",
+     "active",
+     "users",
+     "user.signed_up",
+     "count()",
+     {"properties.country", "properties.plan", NULL}},
     {"revenue",
      "active",
      "EUR",
      "order.paid",
      "sum(toFloat64OrZero(prop_values[indexOf(prop_keys, 'amount')]))",
-     {"country", "plan", NULL}},
-    {"old_signups", "deprecated", "users", "user.signed_up", "count()", {"country", NULL}},
+     {"properties.country", "properties.plan", NULL}},
+    {"old_signups",
+     "deprecated",
+     "users",
+     "user.signed_up",
+     "count()",
+     {"properties.country", NULL}},
     {"draft", "draft", "users", NULL, "count()", {NULL}},
-    {"slow", "active", "events", NULL, "count()", {"country", "plan", NULL}},
-    {"broken", "active", "events", NULL, "count()", {"country", NULL}},
+    {"slow", "active", "events", NULL, "count()", {"properties.country", "properties.plan", NULL}},
+    {"broken", "active", "events", NULL, "count()", {"properties.country", NULL}},
     {NULL},
 };
 
@@ -89,13 +113,6 @@ static an_status handle_get(an_request *req, cJSON **data, an_error *err)
     cJSON_AddStringToObject(o, "name", m->id);
     cJSON_AddStringToObject(o, "status", m->status);
     cJSON_AddStringToObject(o, "unit", m->unit);
-    cJSON *d = cJSON_AddArrayToObject(o, "dimensions");
-    for (int i = 0; m->dims[i]; i++)
-        cJSON_AddItemToArray(d, cJSON_CreateString(m->dims[i]));
-    cJSON *g = cJSON_AddArrayToObject(o, "granularities");
-    static const char *const gs[] = {"hour", "day", "week", "month"};
-    for (int i = 0; i < 4; i++)
-        cJSON_AddItemToArray(g, cJSON_CreateString(gs[i]));
     *data = o;
     return AN_OK;
 }
@@ -114,7 +131,7 @@ static void dim_expr(an_buf *q, const char *d)
         an_buf_adds(q, "event_name");
     else {
         an_buf_adds(q, "prop_values[indexOf(prop_keys, ");
-        an_sql_quote_str(q, d);
+        an_sql_quote_str(q, d + strlen("properties."));
         an_buf_adds(q, ")]");
     }
 }
@@ -144,13 +161,21 @@ static an_status on_row(void *ud, const an_ch_row *r, an_error *err)
     struct tm tm;
     gmtime_r(&t, &tm);
     char b[40];
-    strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
     cJSON_AddItemToArray(row, cJSON_CreateString(b));
     for (int i = 0; i < a->ndims; i++)
         cJSON_AddItemToArray(row, cJSON_CreateString(r->fields[1 + i]));
     cJSON_AddItemToArray(row, cJSON_CreateNumber(strtod(r->fields[1 + a->ndims], NULL)));
     cJSON_AddItemToArray(a->rows, row);
     return AN_OK;
+}
+
+static cJSON *column(const char *name, const char *type)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "name", name);
+    cJSON_AddStringToObject(c, "type", type);
+    return c;
 }
 
 static an_status handle_query(an_request *req, cJSON **data, an_error *err)
@@ -163,17 +188,17 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
         return an_error_set(err, AN_INTERNAL, "metric broken: its query fails");
     if (!strcmp(m->status, "draft"))
         return an_error_set(err, AN_FAILED_PRECONDITION, "metric draft is not active");
-    if (!strcmp(m->id, "slow")) {
-        struct timespec ts = {c->slow_ms / 1000, (c->slow_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
-    }
-    if (!req->auth->tenant)
-        return an_error_field(err, AN_INVALID_ARGUMENT, "tenantId", "no tenant");
     int64_t from, to;
     if (!str_of(req->body, "from") ||
         an_time_parse(str_of(req->body, "from"), &from, err) != AN_OK || !str_of(req->body, "to") ||
         an_time_parse(str_of(req->body, "to"), &to, err) != AN_OK)
         return an_error_field(err, AN_INVALID_ARGUMENT, "from", "from/to must be RFC 3339");
+    if (!strcmp(m->id, "slow") && to - from > 3600000) {
+        struct timespec ts = {c->slow_ms / 1000, (c->slow_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (!req->auth->tenant)
+        return an_error_field(err, AN_INVALID_ARGUMENT, "tenantId", "no tenant");
     const char *g = str_of(req->body, "granularity");
     const char *fn = !g || !strcmp(g, "day") ? "toStartOfDay"
                      : !strcmp(g, "hour")    ? "toStartOfHour"
@@ -187,8 +212,12 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
     int nd = 0;
     cJSON_ArrayForEach(it, dims)
     {
-        if (!cJSON_IsString(it) || !allowed(m, it->valuestring))
-            return an_error_field(err, AN_INVALID_ARGUMENT, "dimensions", "dimension not allowed");
+        if (!cJSON_IsString(it) || !allowed(m, it->valuestring)) {
+            char f[32];
+            snprintf(f, sizeof(f), "dimensions[%d]", nd);
+            return an_error_field(err, AN_INVALID_ARGUMENT, f, "%s: not a dimension of %s", f,
+                                  m->id);
+        }
         nd++;
     }
     an_buf q;
@@ -212,10 +241,12 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
                 (long long)(from / 1000), (long long)(to / 1000));
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(req->body, "filters"))
     {
-        const char *d = str_of(it, "dimension"), *op = str_of(it, "op");
-        if (!d || !allowed(m, d) || !op) {
+        const char *d = str_of(it, "field"), *op = str_of(it, "op");
+        if (!d || !allowed(m, d) || !op ||
+            (strcmp(op, "eq") && strcmp(op, "neq") && strcmp(op, "in") && strcmp(op, "not_in"))) {
             an_buf_free(&q);
-            return an_error_field(err, AN_INVALID_ARGUMENT, "filters", "bad filter");
+            return an_error_field(err, AN_INVALID_ARGUMENT, "filters[0].field",
+                                  "filter: field or op this double does not handle");
         }
         an_buf_adds(&q, " AND ");
         dim_expr(&q, d);
@@ -226,7 +257,7 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
             an_buf_adds(&q, !strcmp(op, "in") ? " IN (" : " NOT IN (");
             const cJSON *v;
             int k = 0;
-            cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(it, "values"))
+            cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(it, "value"))
             {
                 if (k++)
                     an_buf_adds(&q, ", ");
@@ -262,12 +293,14 @@ static an_status handle_query(an_request *req, cJSON **data, an_error *err)
     cJSON_AddStringToObject(out, "unit", m->unit);
     cJSON_AddStringToObject(out, "granularity", g ? g : "day");
     cJSON *cols = cJSON_AddArrayToObject(out, "columns");
-    cJSON_AddItemToArray(cols, cJSON_CreateString("bucket"));
+    cJSON_AddItemToArray(cols, column("bucket", "time"));
     cJSON_ArrayForEach(it, dims)
     {
-        cJSON_AddItemToArray(cols, cJSON_CreateString(it->valuestring));
+        cJSON_AddItemToArray(cols, column(it->valuestring, "string"));
     }
-    cJSON_AddItemToArray(cols, cJSON_CreateString("value"));
+    cJSON_AddItemToArray(cols, column("value", "number"));
+    cJSON_AddStringToObject(out, "from", str_of(req->body, "from"));
+    cJSON_AddStringToObject(out, "to", str_of(req->body, "to"));
     cJSON_AddItemToObject(out, "rows", a.rows);
     *data = out;
     return AN_OK;
