@@ -51,9 +51,12 @@ $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# A service is every .c file of its folder, linked with libanalytics.
+# A service is every .c file of its folder, linked with libanalytics. (A
+# literal % in a pattern rule's prerequisites would be replaced by the stem:
+# $$(pc) expands to % only in the second expansion.)
+pc := %
 .SECONDEXPANSION:
-$(BUILD)/bin/%: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(LIB)
+$(BUILD)/bin/%: $$(patsubst $$(pc).c,$(BUILD)/$$(pc).o,$$(wildcard $$*/*.c)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
