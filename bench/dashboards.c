@@ -97,33 +97,39 @@ int main(int argc, char **argv)
     const char *widgets =
         "["
         "{\"type\":\"line\",\"title\":\"Events by "
-        "country\",\"metricId\":\"events\",\"dimensions\":[\"properties.country\"]},"
+        "country\",\"metricId\":\"%1$s\",\"dimensions\":[\"properties.country\"]},"
         "{\"type\":\"line\",\"title\":\"Signups by "
-        "plan\",\"metricId\":\"signups\",\"dimensions\":[\"properties.plan\"]},"
+        "plan\",\"metricId\":\"%2$s\",\"dimensions\":[\"properties.plan\"]},"
         "{\"type\":\"bar\",\"title\":\"Revenue by "
-        "country\",\"metricId\":\"revenue\",\"dimensions\":[\"properties.country\"]},"
+        "country\",\"metricId\":\"%3$s\",\"dimensions\":[\"properties.country\"]},"
         "{\"type\":\"bar\",\"title\":\"Events by "
-        "type\",\"metricId\":\"events\",\"dimensions\":[\"event_name\"]},"
+        "type\",\"metricId\":\"%1$s\",\"dimensions\":[\"event_name\"]},"
         "{\"type\":\"pie\",\"title\":\"Signup "
-        "share\",\"metricId\":\"signups\",\"dimensions\":[\"properties.country\"]},"
+        "share\",\"metricId\":\"%2$s\",\"dimensions\":[\"properties.country\"]},"
         "{\"type\":\"pie\",\"title\":\"Plan "
-        "share\",\"metricId\":\"events\",\"dimensions\":[\"properties.plan\"]},"
-        "{\"type\":\"bignumber\",\"title\":\"Signups\",\"metricId\":\"signups\"},"
-        "{\"type\":\"bignumber\",\"title\":\"Revenue\",\"metricId\":\"revenue\"},"
+        "share\",\"metricId\":\"%1$s\",\"dimensions\":[\"properties.plan\"]},"
+        "{\"type\":\"bignumber\",\"title\":\"Signups\",\"metricId\":\"%2$s\"},"
+        "{\"type\":\"bignumber\",\"title\":\"Revenue\",\"metricId\":\"%3$s\"},"
         "{\"type\":\"table\",\"title\":\"Events by country and "
-        "plan\",\"metricId\":\"events\",\"dimensions\":[\"properties.country\",\"properties.plan\"]"
+        "plan\",\"metricId\":\"%1$s\",\"dimensions\":[\"properties.country\",\"properties.plan\"]"
         "},"
         "{\"type\":\"map\",\"title\":\"Signups "
-        "map\",\"metricId\":\"signups\",\"dimensions\":[\"properties.country\"]},"
+        "map\",\"metricId\":\"%2$s\",\"dimensions\":[\"properties.country\"]},"
         "{\"type\":\"line\",\"title\":\"Events "
-        "hourly\",\"metricId\":\"events\",\"granularity\":\"hour\",\"timeRange\":"
+        "hourly\",\"metricId\":\"%1$s\",\"granularity\":\"hour\",\"timeRange\":"
         "{\"last\":\"2d\"}},"
         "{\"type\":\"bar\",\"title\":\"Revenue by "
-        "plan\",\"metricId\":\"revenue\",\"dimensions\":[\"properties.plan\"]}"
+        "plan\",\"metricId\":\"%3$s\",\"dimensions\":[\"properties.plan\"]}"
         "]";
-    char *body;
-    if (asprintf(&body, "{\"name\":\"bench\",\"widgets\":%s}", widgets) < 0)
+    /* metric ids: the real service's (BENCH_METRIC_*) or the double's names */
+    const char *me = getenv("BENCH_METRIC_EVENTS"), *ms = getenv("BENCH_METRIC_SIGNUPS"),
+               *mr = getenv("BENCH_METRIC_REVENUE");
+    char *ws = NULL, *body;
+    if (asprintf(&ws, widgets, me && *me ? me : "events", ms && *ms ? ms : "signups",
+                 mr && *mr ? mr : "revenue") < 0 ||
+        asprintf(&body, "{\"name\":\"bench\",\"widgets\":%s}", ws) < 0)
         return 1;
+    free(ws);
     cJSON *env = call("create", body, NULL);
     free(body);
     char id[64];

@@ -8,10 +8,12 @@
 # Seeds EVENTS events for one tenant over the last 30 days with one
 # INSERT ... SELECT FROM system.numbers as the ClickHouse admin, starts the
 # metrics service and dashboards, then runs build/bench/dashboards.
-# Metrics: BENCH_METRICS=double (default) uses tests/helpers/metrics_double
-# (the metrics catalog of the tests, answering from ClickHouse); the real
-# metrics service is not wired here yet (its metric definitions would have
-# to be created first).
+# Metrics: BENCH_METRICS=real (the default when build/bin/metrics exists)
+# starts the metrics service with its result cache off
+# (ANALYTICS_METRICS_CACHE_TTL=0, so cold renders are cold) and creates three
+# metric definitions over NATS (tests/helpers/metrics_client): events,
+# signups, orders (as "revenue"); BENCH_METRICS=double uses
+# tests/helpers/metrics_double instead (the same catalog, its own SQL).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 B="${ANALYTICS_BUILD_DIR:-$ROOT/build}"
@@ -49,15 +51,38 @@ wait_started() {
     echo "$1: did not start" >&2; tail -5 "$1" >&2; return 1
 }
 LOG="$ANALYTICS_STACK_DIR"
-ANALYTICS_METRICS_DOUBLE_NAME=benchmetrics ANALYTICS_HTTP_ADDR=127.0.0.1:0 ANALYTICS_LOG_LEVEL=info \
-    "$B/tests/helpers/metrics_double" >"$LOG/bench-metrics.log" 2>&1 &
-PIDS+=($!)
-ANALYTICS_DASHBOARDS_METRICS_PREFIX=analytics.benchmetrics ANALYTICS_HTTP_ADDR=127.0.0.1:0 \
+MODE=${BENCH_METRICS:-$([ -x "$B/bin/metrics" ] && echo real || echo double)}
+if [ "$MODE" = real ]; then
+    ANALYTICS_HTTP_ADDR=127.0.0.1:0 ANALYTICS_LOG_LEVEL=info ANALYTICS_METRICS_CACHE_TTL=0 \
+        ANALYTICS_METRICS_SCHEDULER=false ANALYTICS_METRICS_MATERIALIZE_WORKERS=0 \
+        "$B/bin/metrics" >"$LOG/bench-metrics.log" 2>&1 &
+    PIDS+=($!)
+    PREFIX=analytics.metrics
+else
+    ANALYTICS_METRICS_DOUBLE_NAME=benchmetrics ANALYTICS_HTTP_ADDR=127.0.0.1:0 ANALYTICS_LOG_LEVEL=info \
+        "$B/tests/helpers/metrics_double" >"$LOG/bench-metrics.log" 2>&1 &
+    PIDS+=($!)
+    PREFIX=analytics.benchmetrics
+fi
+ANALYTICS_DASHBOARDS_METRICS_PREFIX=$PREFIX ANALYTICS_HTTP_ADDR=127.0.0.1:0 \
     ANALYTICS_LOG_LEVEL=info ANALYTICS_WORKERS=4 ANALYTICS_DASHBOARDS_WIDGET_TIMEOUT=20s \
     ANALYTICS_REQUEST_TIMEOUT=30s "$B/bin/dashboards" >"$LOG/bench-dashboards.log" 2>&1 &
 PIDS+=($!)
-echo "metrics (double) and dashboards starting"
-sleep 0.5
+echo "metrics ($MODE) and dashboards starting"
 wait_started "$LOG/bench-metrics.log"
 wait_started "$LOG/bench-dashboards.log"
+if [ "$MODE" = real ]; then
+    mk() { # name, template -> id
+        local body
+        body=$(python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "query": sys.argv[2], "unit": "count"}))' "$1" "$2")
+        "$B/tests/helpers/metrics_client" -t "$TENANT" -u bench analytics.metrics.create "$body" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])'
+    }
+    T="{{events}} WHERE {{time_range}}"
+    export BENCH_METRIC_EVENTS BENCH_METRIC_SIGNUPS BENCH_METRIC_REVENUE
+    BENCH_METRIC_EVENTS=$(mk events "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM $T AND {{filters}} GROUP BY bucket{{group_by}}")
+    BENCH_METRIC_SIGNUPS=$(mk signups "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM $T AND event_name = 'user.signed_up' AND {{filters}} GROUP BY bucket{{group_by}}")
+    BENCH_METRIC_REVENUE=$(mk orders "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM $T AND event_name = 'order.paid' AND {{filters}} GROUP BY bucket{{group_by}}")
+    echo "metrics created: events=$BENCH_METRIC_EVENTS signups=$BENCH_METRIC_SIGNUPS orders=$BENCH_METRIC_REVENUE"
+fi
 "$B/bench/dashboards" "$TENANT" "$RUNS"
