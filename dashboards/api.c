@@ -700,17 +700,52 @@ static an_status handle_render_widget(an_request *req, cJSON **data, an_error *e
     return st;
 }
 
+/* Every change runs under the dashboard's write lock (cache.c), so two
+ * replicas cannot both pass the version check and write version + 1. */
+static an_status locked(an_request *req, cJSON **data, an_error *err,
+                        an_status (*fn)(an_request *, cJSON **, an_error *))
+{
+    const char *tenant;
+    an_status st = tenant_of(req, &tenant, err);
+    if (st != AN_OK)
+        return st;
+    const char *id = str_of(req->body, "id");
+    if (!id || !an_ulid_valid(id))
+        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
+    char token[40];
+    int64_t wait = an_request_remaining_ms(req) / 2;
+    st = dash_lock(ctx_of(req), tenant, id, wait > 5000 ? 5000 : wait, token, err);
+    if (st != AN_OK)
+        return st;
+    st = fn(req, data, err);
+    dash_unlock(ctx_of(req), tenant, id, token);
+    return st;
+}
+
+#define LOCKED(fn)                                                                                 \
+    static an_status fn##_locked(an_request *req, cJSON **data, an_error *err)                     \
+    {                                                                                              \
+        return locked(req, data, err, fn);                                                         \
+    }
+LOCKED(handle_update)
+LOCKED(handle_delete)
+LOCKED(handle_add_widget)
+LOCKED(handle_update_widget)
+LOCKED(handle_remove_widget)
+LOCKED(handle_reorder)
+
 const an_endpoint dash_endpoints[] = {
     {"create", handle_create, 0, 0,
      "create a dashboard {name, description?, widgets?, accessControl?}"},
     {"get", handle_get, 0, 0, "read one dashboard {id}"},
     {"list", handle_list, 0, 0, "the dashboards the caller may see"},
-    {"update", handle_update, 0, 0, "change name/description/widgets/accessControl {id, version}"},
-    {"delete", handle_delete, 0, 0, "soft-delete a dashboard {id, version?}"},
-    {"add-widget", handle_add_widget, 0, 0, "add a widget {id, widget, index?}"},
-    {"update-widget", handle_update_widget, 0, 0, "replace a widget {id, widget}"},
-    {"remove-widget", handle_remove_widget, 0, 0, "remove a widget {id, widgetId}"},
-    {"reorder-widgets", handle_reorder, 0, 0, "reorder widgets {id, order: [widget ids]}"},
+    {"update", handle_update_locked, 0, 0,
+     "change name/description/widgets/accessControl {id, version}"},
+    {"delete", handle_delete_locked, 0, 0, "soft-delete a dashboard {id, version?}"},
+    {"add-widget", handle_add_widget_locked, 0, 0, "add a widget {id, widget, index?}"},
+    {"update-widget", handle_update_widget_locked, 0, 0, "replace a widget {id, widget}"},
+    {"remove-widget", handle_remove_widget_locked, 0, 0, "remove a widget {id, widgetId}"},
+    {"reorder-widgets", handle_reorder_locked, 0, 0, "reorder widgets {id, order: [widget ids]}"},
     {"render", handle_render, 0, 0, "every widget's data {id, from/to|last, granularity, filters}"},
     {"render-widget", handle_render_widget, 0, 0,
      "one widget's data, or its PNG {id, widgetId, format: json|png, width, height}"},

@@ -15,12 +15,14 @@
  */
 #include "common/crypto.h"
 #include "common/redis.h"
+#include "common/timeutil.h"
 #include "dashboards/dash.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void dash_cache_key(const dash *d, const char *widget, const cJSON *params, char *out, size_t n)
 {
@@ -159,7 +161,7 @@ void dash_record_cache_put(dash_ctx *c, const char *tenant, const char *id, uint
     const char *args[] = {key, json, ver, ttl};
     redisReply *rep = NULL;
     an_error err = {0};
-    if (an_redis_eval(r, &set_if_newer, 1, 3, args, NULL, &rep, &err) != AN_OK)
+    if (an_redis_eval(r, &set_if_newer, 1, 4, args, NULL, &rep, &err) != AN_OK)
         an_warn("record cache put: %s", err.message);
     freeReplyObject(rep);
     give(c, r);
@@ -179,6 +181,73 @@ void dash_record_cache_del(dash_ctx *c, const char *tenant, const char *id)
     an_error err = {0};
     if (an_redis_argv(r, 2, argv, NULL, &rep, &err) != AN_OK)
         an_warn("record cache del: %s", err.message);
+    freeReplyObject(rep);
+    give(c, r);
+}
+
+static const an_redis_script unlock_script = {
+    "dashboards lock release",
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n",
+};
+
+an_status dash_lock(dash_ctx *c, const char *tenant, const char *id, int64_t wait_ms,
+                    char token[40], an_error *err)
+{
+    token[0] = 0;
+    if (!c->cfg->redis_url)
+        return AN_OK;
+    unsigned char rnd[16];
+    an_status st = an_crypto_random(rnd, sizeof(rnd), err);
+    if (st != AN_OK)
+        return st;
+    an_crypto_hex(rnd, sizeof(rnd), token);
+    char key[300];
+    snprintf(key, sizeof(key), "analytics:dashboards:lock:%s:%s", tenant, id);
+    int64_t until = an_time_mono_ms() + wait_ms;
+    for (;;) {
+        redisContext *r = take(c);
+        if (!r) {
+            token[0] = 0;
+            return an_error_set(err, AN_UNAVAILABLE, "dashboard lock: redis unavailable");
+        }
+        const char *argv[] = {"SET", key, token, "NX", "PX", "15000"};
+        redisReply *rep = NULL;
+        an_error e = {0};
+        st = an_redis_argv(r, 6, argv, NULL, &rep, &e);
+        bool got = st == AN_OK && rep->type == REDIS_REPLY_STATUS;
+        freeReplyObject(rep);
+        give(c, r);
+        if (st != AN_OK) {
+            token[0] = 0;
+            return an_error_set(err, AN_UNAVAILABLE, "dashboard lock: %s", e.message);
+        }
+        if (got)
+            return AN_OK;
+        if (an_time_mono_ms() >= until) {
+            token[0] = 0;
+            return an_error_set(err, AN_FAILED_PRECONDITION,
+                                "dashboard %s is being changed by another request; retry", id);
+        }
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void dash_unlock(dash_ctx *c, const char *tenant, const char *id, const char *token)
+{
+    if (!token || !*token)
+        return;
+    char key[300];
+    snprintf(key, sizeof(key), "analytics:dashboards:lock:%s:%s", tenant, id);
+    redisContext *r = take(c);
+    if (!r)
+        return; /* expires by itself */
+    const char *args[] = {key, token};
+    redisReply *rep = NULL;
+    an_error err = {0};
+    if (an_redis_eval(r, &unlock_script, 1, 2, args, NULL, &rep, &err) != AN_OK)
+        an_warn("dashboard unlock: %s", err.message);
     freeReplyObject(rep);
     give(c, r);
 }

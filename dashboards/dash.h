@@ -124,6 +124,14 @@ an_status dash_record_cache_get(dash_ctx *c, const char *tenant, const char *id,
 void dash_record_cache_put(dash_ctx *c, const char *tenant, const char *id, uint64_t version,
                            const char *json);
 void dash_record_cache_del(dash_ctx *c, const char *tenant, const char *id);
+/* A per-dashboard write lock in Redis (SET NX PX 15 s, released by token),
+ * so that the version check and the write of a change are atomic across
+ * replicas. Waits up to wait_ms: AN_FAILED_PRECONDITION when still held,
+ * AN_UNAVAILABLE when Redis fails; AN_OK without locking when no Redis is
+ * configured. token receives the holder's token ("" when none). */
+an_status dash_lock(dash_ctx *c, const char *tenant, const char *id, int64_t wait_ms,
+                    char token[40], an_error *err);
+void dash_unlock(dash_ctx *c, const char *tenant, const char *id, const char *token);
 
 /* ---- api.c */
 extern const an_endpoint dash_endpoints[];

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <jwt.h>
 #include <nats/nats.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,6 +364,12 @@ START_TEST(crud_create_get_list_update_delete)
     ck_assert_int_eq((int)num(d, "version"), 2);
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(d, "name")), "Growth 2");
     cJSON_Delete(env);
+    /* the record cache in Redis holds the new version */
+    char rk[300];
+    snprintf(rk, sizeof(rk), "GET analytics:dashboards:record:%s:%s", tenant, id);
+    char *rec = th_redis(rk);
+    ck_assert_msg(strstr(rec, "\"v\":2") && strstr(rec, "Growth 2"), "record cache: %s", rec);
+    free(rec);
     /* list shows it, with a widget count */
     env = call(&ALICE, "list", "{}", &code);
     d = ok(env, code);
@@ -881,6 +888,78 @@ START_TEST(render_widget_png_decodes)
 }
 END_TEST
 
+typedef struct racer {
+    char body[256];
+    char *auth;
+    char code[64];
+    pthread_t th;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    natsMsg *m = NULL, *reply = NULL;
+    natsMsg_Create(&m, "analytics.dashboards.update", NULL, r->body, (int)strlen(r->body));
+    natsMsgHeader_Set(m, "Authorization", r->auth);
+    snprintf(r->code, sizeof(r->code), "no reply");
+    if (natsConnection_RequestMsg(&reply, nc, m, 20000) == NATS_OK) {
+        cJSON *env =
+            cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+        const cJSON *e = cJSON_GetObjectItem(env, "error");
+        snprintf(r->code, sizeof(r->code), "%s",
+                 e ? cJSON_GetStringValue(cJSON_GetObjectItem(e, "code")) : "ok");
+        cJSON_Delete(env);
+        natsMsg_Destroy(reply);
+    }
+    natsMsg_Destroy(m);
+    return NULL;
+}
+
+START_TEST(concurrent_updates_of_one_version_one_wins)
+{
+    char *id = create_dash("[{\"id\":\"t\",\"type\":\"text\",\"body\":\"x\"}]");
+    enum { N = 6 };
+    racer r[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(r[i].body, sizeof(r[i].body),
+                 "{\"id\":\"%s\",\"version\":1,\"name\":\"racer %d\"}", id, i);
+        r[i].auth = token("alice", tenant, ALICE.roles);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(pthread_create(&r[i].th, NULL, race, &r[i]), 0);
+    int wins = 0, conflicts = 0;
+    const char *winner = NULL;
+    for (int i = 0; i < N; i++) {
+        pthread_join(r[i].th, NULL);
+        free(r[i].auth);
+        if (!strcmp(r[i].code, "ok")) {
+            wins++;
+            winner = r[i].body;
+        } else if (!strcmp(r[i].code, "failed_precondition")) {
+            conflicts++;
+        }
+    }
+    ck_assert_int_eq(wins, 1);
+    ck_assert_int_eq(conflicts, N - 1);
+    /* the stored record is version 2 with the winner's name */
+    const char *code;
+    char body[256];
+    snprintf(body, sizeof(body), "{\"id\":\"%s\"}", id);
+    cJSON *env = call(&ALICE, "get", body, &code);
+    cJSON *d = ok(env, code);
+    ck_assert_int_eq((int)num(d, "version"), 2);
+    ck_assert_ptr_nonnull(strstr(winner, cJSON_GetStringValue(cJSON_GetObjectItem(d, "name"))));
+    cJSON_Delete(env);
+    char q[300];
+    snprintf(
+        q, sizeof(q),
+        "SELECT count() FROM analytics.dashboards WHERE tenant_id='%s' AND id='%s' AND version=2",
+        tenant, id);
+    ck_assert_int_eq(th_ch_count(q), 1);
+    free(id);
+}
+END_TEST
+
 /* Last: stops the metrics double. */
 START_TEST(metrics_down_is_unavailable_fast)
 {
@@ -922,6 +1001,7 @@ Suite *dashboards_suite(void)
     tcase_add_test(tc, render_cache_by_version_and_params);
     tcase_add_test(tc, failing_and_slow_widgets_carry_their_own_error);
     tcase_add_test(tc, render_widget_png_decodes);
+    tcase_add_test(tc, concurrent_updates_of_one_version_one_wins);
     tcase_add_test(tc, metrics_down_is_unavailable_fast);
     suite_add_tcase(s, tc);
     return s;
