@@ -919,7 +919,7 @@ START_TEST(concurrent_updates_of_one_version_one_wins)
 {
     char *id = create_dash("[{\"id\":\"t\",\"type\":\"text\",\"body\":\"x\"}]");
     enum { N = 6 };
-    racer r[N];
+    racer r[N] = {0};
     for (int i = 0; i < N; i++) {
         snprintf(r[i].body, sizeof(r[i].body),
                  "{\"id\":\"%s\",\"version\":1,\"name\":\"racer %d\"}", id, i);
