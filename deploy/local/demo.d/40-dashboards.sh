@@ -112,9 +112,19 @@ elif r["error"]["code"] == "no_responders":
                {"id": "revenue", "name": "revenue", "dims": ["properties.country", "properties.plan"]}]
 else:
     print("metrics list failed:", r["error"]); sys.exit(1)
+if not metrics and "data" in r:
+    # the metrics service runs but has no metric for this tenant (its demo
+    # step did not run): define two over the sample traffic
+    print("no active metric for", tenant, "- creating two (events, active actors)")
+    T = "FROM {{events}} WHERE {{time_range}} AND {{filters}} GROUP BY bucket{{group_by}}"
+    for name, expr in (("events", "count()"), ("active actors", "uniq(actor_id)")):
+        c = call("metrics", "create", {"name": f"demo {name}", "unit": "count",
+                                       "query": "SELECT {{bucket}} AS bucket{{dimensions}}, " + expr + " AS value " + T})
+        if "error" in c: print("metric create failed:", c["error"]); sys.exit(1)
+        metrics.append({"id": c["data"]["id"], "name": name, "dims": ["event_name"]})
 if not metrics:
     print("no active metrics for", tenant, "- nothing to put on a dashboard"); sys.exit(1)
-print("metrics used:", ", ".join(m["id"] for m in metrics[:3]))
+print("metrics used:", ", ".join(f"{m['name']} ({m['id']})" for m in metrics[:3]))
 
 m0 = metrics[0]; m1 = metrics[1 % len(metrics)]
 def dim(m, i=0): return m["dims"][i:i+1]
@@ -153,7 +163,7 @@ for w in r["data"]["widgets"]:
     if "error" in w: s = "error " + w["error"]["code"] + ": " + w["error"]["message"]
     elif w["type"] in ("line", "bar"): s = f"{len(d['buckets'])} buckets x {len(d['series'])} series"
     elif w["type"] == "pie": s = ", ".join(f"{x['name'] or '(none)'} {x['share']*100:.0f}%" for x in d["slices"][:4])
-    elif w["type"] == "bignumber": s = f"value {d['value']:g}, previous {d['previous']}, change {d['changePct']}%"
+    elif w["type"] == "bignumber": s = f"value {d['value']:g}, previous {d['previous']:g}, change " + (f"{d['changePct']}%" if d["changePct"] is not None else "n/a (previous is 0)")
     elif w["type"] == "table": s = f"{d['totalRows']} rows, page {d['page']} of size {d['pageSize']}"
     elif w["type"] == "text": s = d["body"].splitlines()[0]
     else: s = json.dumps(d)[:80]
