@@ -162,7 +162,7 @@ for w in r["data"]["widgets"]:
     d = w.get("data")
     if "error" in w: s = "error " + w["error"]["code"] + ": " + w["error"]["message"]
     elif w["type"] in ("line", "bar"): s = f"{len(d['buckets'])} buckets x {len(d['series'])} series"
-    elif w["type"] == "pie": s = ", ".join(f"{x['name'] or '(none)'} {x['share']*100:.0f}%" for x in d["slices"][:4])
+    elif w["type"] == "pie": s = ", ".join(f"{x['name'] or '(none)'} {x['share']*100:.0f}%" for x in d["slices"][:4]) or "no data"
     elif w["type"] == "bignumber": s = f"value {d['value']:g}, previous {d['previous']:g}, change " + (f"{d['changePct']}%" if d["changePct"] is not None else "n/a (previous is 0)")
     elif w["type"] == "table": s = f"{d['totalRows']} rows, page {d['page']} of size {d['pageSize']}"
     elif w["type"] == "text": s = d["body"].splitlines()[0]
