@@ -10,7 +10,7 @@
 CC      ?= gcc
 BUILD   ?= build
 SAN     ?=
-PKGS    := libnats hiredis libcjson libuv libcurl libcrypto libjwt xlsxwriter
+PKGS    := libnats hiredis libcjson libuv libcurl libcrypto libjwt xlsxwriter cairo
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
            -fno-omit-frame-pointer -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

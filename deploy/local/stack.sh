@@ -15,7 +15,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 
 PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml python3-openpyxl curl ca-certificates"
 PKGS_BUILD="build-essential pkg-config libnats-dev libhiredis-dev libcjson-dev libuv1-dev \
-libcurl4-openssl-dev libssl-dev libjwt-dev libxlsxwriter-dev check libsubunit-dev clang-format cppcheck"
+libcurl4-openssl-dev libssl-dev libjwt-dev libxlsxwriter-dev check libsubunit-dev clang-format cppcheck \
+libcairo2-dev"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
