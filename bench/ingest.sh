@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# End-to-end ingest throughput (issue 3): NATS JetStream in, ClickHouse out.
+# Run by `make bench-ingest` (bench/run.sh ingest), which builds, starts a
+# stack of its own and sources its env.
+#
+#   bench/ingest.sh [EVENTS]        default $BENCH_EVENTS or 1000000
+#
+# 1. starts build/bin/ingest with the stack env (a fresh
+#    ANALYTICS_INGEST_HMAC_KEY) and waits for its `ingest ready` log line;
+# 2. publishes EVENTS sample events (bench/eventgen, occurredAt = now) to the
+#    firehose as fast as JetStream acknowledges them, and polls ClickHouse
+#    every 200 ms until all are queryable in analytics.events, counted the
+#    dedup-correct way (uniqExact(event_id), see 0001_events.sql); the rate is
+#    EVENTS / (time of the last poll - time of the first publish);
+# 3. reads ingest's peak RSS (VmHWM) and CPU (utime + stime) before stopping it;
+# 4. inserts the same events, as hot-tier rows generated beforehand
+#    (eventgen --tsv, same seed), straight into a scratch copy of
+#    analytics.events with clickhouse-client, timing only the insert (best of
+#    BENCH_RAW_REPEAT runs): the raw rate ClickHouse takes on this machine.
+#
+# Ends with exactly one line:
+#   bench ingest: events_per_s=N raw_insert_per_s=N ratio=R peak_rss_mb=M cpu_s=S
+# Goals (issue 3): events_per_s >= 100000, ratio >= 0.5, peak_rss_mb < 150.
+#
+# Environment: BENCH_EVENTS, BENCH_SEED (1), BENCH_PUBLISHER (lean: eventgen
+# --lean, the cheaper publisher, so the generator takes less of the 2 cores
+# from the system under test; js: js_PublishAsync), BENCH_MSG_ID (0: no
+# Nats-Msg-Id header; 1: one per event, which costs nats-server its duplicate
+# tracking), BENCH_TIMEOUT_S (600), BENCH_RAW_REPEAT (2), BENCH_KEEP=1 keeps
+# the work dir (logs, metrics, rows file).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR=${ANALYTICS_BUILD_DIR:-$ROOT/build}
+N=${1:-${BENCH_EVENTS:-1000000}}
+SEED=${BENCH_SEED:-1}
+PUBLISHER=${BENCH_PUBLISHER:-lean}
+MSG_ID=${BENCH_MSG_ID:-0}
+TIMEOUT_S=${BENCH_TIMEOUT_S:-600}
+RAW_REPEAT=${BENCH_RAW_REPEAT:-2}
+INGEST="$BUILD_DIR/bin/ingest"
+EVENTGEN="$BUILD_DIR/bench/eventgen"
+: "${ANALYTICS_CLICKHOUSE_URL:?run through bench/run.sh ingest (needs the stack env)}"
+
+say() { printf '[bench ingest] %s\n' "$*" >&2; }
+
+if [ ! -x "$INGEST" ]; then
+    say "$INGEST is not built (the ingest service, issue 3): nothing to measure"
+    exit 2
+fi
+[ -x "$EVENTGEN" ] || { say "$EVENTGEN is not built"; exit 2; }
+case "$N" in '' | *[!0-9]* | 0) say "EVENTS must be a positive number, not '$N'"; exit 2 ;; esac
+
+WORK=$(mktemp -d "${ANALYTICS_STACK_DIR:-${TMPDIR:-/tmp}}/bench-ingest.XXXXXX")
+IPID=""
+GPID=""
+cleanup() {
+    local rc=$?
+    if [ -n "$GPID" ]; then kill "$GPID" 2>/dev/null || true; fi
+    if [ -n "$IPID" ] && kill -0 "$IPID" 2>/dev/null; then
+        kill -TERM "$IPID" 2>/dev/null || true
+        for _ in $(seq 1 150); do kill -0 "$IPID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$IPID" 2>/dev/null || true
+    fi
+    rm -f "$WORK/rows.tsv"
+    if [ "${BENCH_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then
+        say "logs in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+ch() { # SQL -> TabSeparated on stdout, as the ClickHouse admin
+    curl -sS --fail-with-body --max-time 60 \
+        -H "X-ClickHouse-User: $ANALYTICS_CLICKHOUSE_ADMIN_USER" \
+        -H "X-ClickHouse-Key: $ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD" \
+        --data-binary "$1" "$ANALYTICS_CLICKHOUSE_URL/"
+}
+now_ns() { date +%s%N; }
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+# utime + stime of a process, in clock ticks (the comm field may hold spaces)
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+clk_tck=$(getconf CLK_TCK)
+# dedup-correct count: redelivered copies of an event share its event_id
+COUNT_EXACT="SELECT uniqExact(event_id) FROM analytics.events"
+
+# ---- 1. ingest ---------------------------------------------------------------
+export ANALYTICS_INGEST_HMAC_KEY=${ANALYTICS_INGEST_HMAC_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+export ANALYTICS_LOG_LEVEL=${ANALYTICS_LOG_LEVEL:-info}
+HTTP_ADDR="127.0.0.1:$(free_port)"
+ANALYTICS_HTTP_ADDR=$HTTP_ADDR "$INGEST" </dev/null >"$WORK/ingest.log" 2>&1 &
+IPID=$!
+say "ingest pid $IPID, http $HTTP_ADDR, log $WORK/ingest.log"
+for ((i = 0; i < 300; i++)); do
+    grep -q 'ingest ready' "$WORK/ingest.log" && break
+    if ! kill -0 "$IPID" 2>/dev/null; then
+        say "ingest exited before it was ready:"; tail -20 "$WORK/ingest.log" >&2; exit 1
+    fi
+    sleep 0.1
+done
+grep -q 'ingest ready' "$WORK/ingest.log" || {
+    say "no 'ingest ready' in 30 s:"; tail -20 "$WORK/ingest.log" >&2; exit 1; }
+base=$(ch "$COUNT_EXACT")
+want=$((base + N))
+cpu_ready=$(cpu_ticks "$IPID")
+
+# ---- 2. publish and wait until every event is queryable ----------------------
+pub_args=(--publish "$N" --seed "$SEED" --window 0 --quiet)
+[ "$PUBLISHER" = lean ] && pub_args+=(--lean)
+[ "$MSG_ID" = 1 ] || pub_args+=(--no-msg-id)
+say "publishing $N events (eventgen ${pub_args[*]}), waiting until analytics.events holds $want"
+t0=$(now_ns)
+"$EVENTGEN" "${pub_args[@]}" 2>"$WORK/publish.log" &
+GPID=$!
+t_done=""
+seen=$base
+last_progress=$t0
+while :; do
+    c=$(ch "SELECT count() FROM analytics.events" || echo 0)
+    if [ "$c" -ge "$want" ]; then
+        exact=$(ch "$COUNT_EXACT" || echo 0)
+        if [ "$exact" -ge "$want" ]; then
+            t_done=$(now_ns)
+            seen=$exact
+            break
+        fi
+    fi
+    now=$(now_ns)
+    if [ "$c" -gt "$seen" ]; then
+        seen=$c
+        last_progress=$now
+    fi
+    if ! kill -0 "$IPID" 2>/dev/null; then
+        say "ingest died at $seen of $want rows:"; tail -20 "$WORK/ingest.log" >&2; exit 1
+    fi
+    if [ $(((now - t0) / 1000000000)) -ge "$TIMEOUT_S" ]; then
+        say "timeout after ${TIMEOUT_S}s: $seen of $want rows (last progress $(((now - last_progress) / 1000000)) ms ago)"
+        tail -5 "$WORK/publish.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+pub_rc=0
+wait "$GPID" || pub_rc=$?
+GPID=""
+pub_line=$(grep '^eventgen: published=' "$WORK/publish.log" | tail -1 || true)
+if [ $pub_rc -ne 0 ]; then
+    say "eventgen failed ($pub_rc):"; cat "$WORK/publish.log" >&2; exit 1
+fi
+e2e_ms=$(((t_done - t0) / 1000000))
+events_per_s=$((N * 1000 / (e2e_ms > 0 ? e2e_ms : 1)))
+pub_rate=$(sed -n 's/.*events_per_s=\([0-9]*\).*/\1/p' <<<"$pub_line")
+
+# ---- 3. ingest's footprint ----------------------------------------------------
+peak_rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$IPID/status")
+cpu_end=$(cpu_ticks "$IPID")
+curl -s --max-time 5 "http://$HTTP_ADDR/metrics" >"$WORK/metrics.txt" || true
+sleep 1 # the audit tier of the last batch
+audit=$(ch "SELECT uniqExact(event_id) FROM analytics_audit.events")
+dead=$(ch "SELECT count() FROM analytics_audit.dead_letters")
+dups=$(ch "SELECT count() - uniqExact(event_id) FROM analytics.events")
+# ingested_at has whole seconds: +500 ms is the middle of its second
+lat=$(ch "SELECT arrayStringConcat(arrayMap(x -> toString(round(x / 1000, 2)), quantiles(0.5, 0.95, 0.99)(
+    toUInt64(ingested_at) * 1000 + 500 - (toUInt64(occurred_at) * 1000 + occurred_ms))), ' / ')
+    FROM analytics.events" || echo "?")
+kill -TERM "$IPID" 2>/dev/null || true
+st=0
+for _ in $(seq 1 300); do kill -0 "$IPID" 2>/dev/null || break; sleep 0.1; done
+wait "$IPID" || st=$?
+IPID=""
+
+# ---- 4. the raw insert rate -----------------------------------------------------
+# let the merges of ingest's parts finish, so the raw insert gets the same quiet machine
+for _ in $(seq 1 60); do
+    [ "$(ch 'SELECT count() FROM system.merges')" = 0 ] && break
+    sleep 0.5
+done
+say "generating the same $N events as hot-tier rows (eventgen --tsv, not timed)"
+"$EVENTGEN" --tsv "$N" --seed "$SEED" --window 0 >"$WORK/rows.tsv"
+rows_mb=$(($(stat -c %s "$WORK/rows.tsv") / 1048576))
+SCRATCH=analytics.bench_raw_events
+CLIENT=(clickhouse-client --host 127.0.0.1 --port "$ANALYTICS_CLICKHOUSE_TCP_PORT"
+    --user "$ANALYTICS_CLICKHOUSE_ADMIN_USER" --password "$ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD")
+best_ms=0
+for ((r = 1; r <= RAW_REPEAT; r++)); do
+    ch "DROP TABLE IF EXISTS $SCRATCH" >/dev/null
+    ch "CREATE TABLE $SCRATCH AS analytics.events" >/dev/null
+    t1=$(now_ns)
+    "${CLIENT[@]}" --query "INSERT INTO $SCRATCH FORMAT TabSeparated" <"$WORK/rows.tsv"
+    ms=$((($(now_ns) - t1) / 1000000))
+    got=$(ch "SELECT count() FROM $SCRATCH")
+    [ "$got" = "$N" ] || { say "raw insert stored $got of $N rows"; exit 1; }
+    say "raw insert run $r: $N rows in $ms ms"
+    if [ $best_ms -eq 0 ] || [ "$ms" -lt $best_ms ]; then best_ms=$ms; fi
+done
+ch "DROP TABLE IF EXISTS $SCRATCH" >/dev/null
+raw_per_s=$((N * 1000 / (best_ms > 0 ? best_ms : 1)))
+
+# ---- summary ---------------------------------------------------------------------
+ratio=$(awk -v a="$events_per_s" -v b="$raw_per_s" 'BEGIN {printf "%.2f", b ? a / b : 0}')
+peak_rss_mb=$(awk -v k="$peak_rss_kb" 'BEGIN {printf "%.1f", k / 1024}')
+cpu_s=$(awk -v t="$cpu_end" -v c="$clk_tck" 'BEGIN {printf "%.2f", t / c}')
+cpu_run_s=$(awk -v t="$cpu_end" -v r="$cpu_ready" -v c="$clk_tck" 'BEGIN {printf "%.2f", (t - r) / c}')
+verdict() { if awk "BEGIN {exit !($1)}"; then echo met; else echo "NOT met"; fi; }
+cat <<EOF
+
+ingest bench: $N events, seed $SEED, ${PUBLISHER} publisher, Nats-Msg-Id $([ "$MSG_ID" = 1 ] && echo on || echo off)
+  end to end       $events_per_s events/s  ($N events queryable in analytics.events $e2e_ms ms after the first publish)
+  publish          ${pub_rate:-?} events/s acknowledged by JetStream  (${pub_line#eventgen: })
+  latency          p50 / p95 / p99 = $lat s  (occurredAt -> ingested_at; includes queueing behind the backlog)
+  tiers            hot $seen, audit $audit, dead letters $dead, duplicate rows in hot tier $dups (collapse at merge)
+  ingest           peak RSS $peak_rss_mb MB, CPU $cpu_s s (of which $cpu_run_s s during the run), exit status $st after SIGTERM
+  raw insert       $raw_per_s rows/s  (clickhouse-client, TabSeparated, ${rows_mb} MB, best of $RAW_REPEAT into a copy of analytics.events)
+  goals            >= 100000 events/s: $(verdict "$events_per_s >= 100000"); ratio >= 0.5: $(verdict "$ratio >= 0.5"); RSS < 150 MB: $(verdict "$peak_rss_mb < 150")
+EOF
+if [ -s "$WORK/metrics.txt" ]; then
+    echo "  ingest /metrics at the end (events, rows, batches):"
+    grep -v '^#' "$WORK/metrics.txt" | grep -Ei 'event|row|batch|reject|lag' | grep -v '_bucket{' | head -25 | sed 's/^/    /'
+fi
+echo "bench ingest: events_per_s=$events_per_s raw_insert_per_s=$raw_per_s ratio=$ratio peak_rss_mb=$peak_rss_mb cpu_s=$cpu_s"
