@@ -131,9 +131,17 @@ typedef struct an_service_def {
     an_status (*init)(an_service *svc, void *ctx, an_error *err);
     /* Runs after the drain, when no handler is running any more. */
     void (*exit)(an_service *svc, void *ctx);
-    int workers; /* default worker threads; 0: 4. ANALYTICS_WORKERS overrides */
-    bool events; /* open the JetStream events publisher at start (an_service_events) */
+    int workers;   /* default worker threads; 0: 4. ANALYTICS_WORKERS overrides */
+    bool events;   /* open the JetStream events publisher at start (an_service_events) */
+    unsigned deps; /* AN_DEP_*: servers /readyz checks besides NATS */
 } an_service_def;
+
+/* Dependencies a service declares in an_service_def.deps: /readyz then pings
+ * them (ClickHouse /ping as ANALYTICS_CLICKHOUSE_USER, Redis PING). */
+enum {
+    AN_DEP_CLICKHOUSE = 1 << 0,
+    AN_DEP_REDIS = 1 << 1,
+};
 
 /* The variables every service shares, parsed before the service's own. */
 typedef struct an_service_config {

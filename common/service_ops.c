@@ -7,13 +7,15 @@
  *   analytics_service_info{service,version,instance}        gauge, 1
  *   analytics_requests_total{service,endpoint,code}         counter
  *   analytics_request_duration_seconds{service,endpoint}    histogram
- * and /readyz runs an_service_ready() (NATS, draining, the checks added with
- * an_service_add_ready_check: ClickHouse and Redis when configured).
+ * and /readyz answers one line per dependency: NATS (connected, not
+ * draining), ClickHouse and Redis when the service declares them
+ * (an_service_def.deps), and every check added with an_service_add_ready_check.
  */
 #include "common/service_int.h"
 
 #include "common/ch.h"
 #include "common/http.h"
+#include "common/redis.h"
 #include "common/prom.h"
 
 #include <stdio.h>
@@ -100,6 +102,19 @@ static an_status ch_ready(void *ud, an_error *err)
     return s;
 }
 
+/* Redis is ready when PING answers; the probe connection is re-made after
+ * an error (an_redis_ensure). */
+static an_status redis_ready(void *ud, an_error *err)
+{
+    an_service *svc = ud;
+    pthread_mutex_lock(&svc->ops_mu);
+    an_status s = an_redis_ensure(&svc->ready_redis, svc->cfg.redis_url, 1000, err);
+    if (s == AN_OK)
+        s = an_redis_ping(svc->ready_redis, err);
+    pthread_mutex_unlock(&svc->ops_mu);
+    return s;
+}
+
 an_status an_svc_ops_init(an_service *svc, an_error *err)
 {
     pthread_mutex_init(&svc->ops_mu, NULL);
@@ -116,8 +131,10 @@ an_status an_svc_ops_init(an_service *svc, an_error *err)
     if (s != AN_OK)
         return s;
     an_prom_gauge_set(info, 1);
-    if (svc->cfg.clickhouse_url && *svc->cfg.clickhouse_url)
+    if (svc->def->deps & AN_DEP_CLICKHOUSE)
         s = an_service_add_ready_check(svc, "clickhouse", ch_ready, svc);
+    if (s == AN_OK && (svc->def->deps & AN_DEP_REDIS))
+        s = an_service_add_ready_check(svc, "redis", redis_ready, svc);
     return s == AN_OK ? AN_OK : an_error_set(err, s, "too many readiness checks");
 }
 
@@ -183,6 +200,9 @@ void an_svc_ops_free(an_service *svc)
     svc->prom = NULL;
     an_ch_free(svc->ready_ch);
     svc->ready_ch = NULL;
+    if (svc->ready_redis)
+        redisFree(svc->ready_redis);
+    svc->ready_redis = NULL;
     if (svc->ops_mu_init)
         pthread_mutex_destroy(&svc->ops_mu);
     svc->ops_mu_init = false;

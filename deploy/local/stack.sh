@@ -15,7 +15,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 
 PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml curl ca-certificates"
 PKGS_BUILD="build-essential pkg-config libnats-dev libhiredis-dev libcjson-dev libuv1-dev \
-libcurl4-openssl-dev libssl-dev libjwt-dev check libsubunit-dev"
+libcurl4-openssl-dev libssl-dev libjwt-dev check libsubunit-dev clang-format cppcheck"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 

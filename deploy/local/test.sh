@@ -14,6 +14,8 @@ SAN=${SAN:-}
 make -j"$(nproc)" BUILD="$BUILD" SAN="$SAN" all >"${TMPDIR:-/tmp}/analytics-build.log" 2>&1 || {
     tail -40 "${TMPDIR:-/tmp}/analytics-build.log"; echo "build failed" >&2; exit 1; }
 echo "[test] built into $BUILD" >&2
+make -s lint >&2 || { echo "lint failed: run make format, fix cppcheck findings" >&2; exit 1; }
+echo "[test] clang-format and cppcheck clean" >&2
 
 STACK=$(./deploy/local/stack.sh start)
 trap './deploy/local/stack.sh stop "$STACK"' EXIT

@@ -214,6 +214,7 @@ int main(int argc, char **argv)
         .exit = testsvc_exit,
         .workers = 4,
         .events = true,
+        .deps = AN_DEP_CLICKHOUSE | AN_DEP_REDIS,
     };
     return an_service_main(&def, argc, argv);
 }

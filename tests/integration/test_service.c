@@ -1227,7 +1227,8 @@ END_TEST
 START_TEST(test_service_readyz_503_names_the_unreachable_dependency)
 {
     char *name = th_unique("unready");
-    const char *env[] = {"ANALYTICS_CLICKHOUSE_URL=http://127.0.0.1:1", NULL};
+    const char *env[] = {"ANALYTICS_CLICKHOUSE_URL=http://127.0.0.1:1",
+                         "ANALYTICS_REDIS_URL=redis://127.0.0.1:1/0", NULL};
     proc *p = start_svc(name, env);
     int port = http_port_of(p);
     ck_assert_int_gt(port, 0);
@@ -1238,6 +1239,7 @@ START_TEST(test_service_readyz_503_names_the_unreachable_dependency)
                       strstr(out, "connect"),
                   "%s", out);
     ck_assert_msg(strstr(out, "\"nats\":\"ok\""), "%s", out);
+    ck_assert_msg(strstr(out, "\"redis\":\""), "%s", out);
     free(out);
     int rc = stop_svc(p, 10000);
     ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
