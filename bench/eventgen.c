@@ -4,7 +4,8 @@
  *
  *   eventgen --json N      [options]   print N envelopes, one JSON per line
  *   eventgen --publish N   [options]   publish N events to JetStream (N = 0: until
- *                                      SIGINT/SIGTERM), async with bounded pending acks
+ *                                      SIGINT/SIGTERM, occurredAt = now), async with
+ *                                      bounded pending acks
  *   eventgen --tsv N       [options]   the same N events as TabSeparated rows of
  *                                      analytics.events (hot-tier shape, approximate)
  *
@@ -525,7 +526,7 @@ static void course_object(gen *g, jw *w, const tenant *t, uint64_t c)
 {
     jw_open(w, "course");
     jw_id(w, "id", "crs_", course_number(t, c));
-    jw_strf(w, "title", "%s", topics[c % NELEM(topics)]);
+    jw_str(w, "title", topics[c % NELEM(topics)]);
     jw_str(w, "category", categories[c % NELEM(categories)]);
     jw_str(w, "level", levels[c % 3]);
     jw_str(w, "language", langs[c % NELEM(langs)]);
@@ -1637,6 +1638,16 @@ static int run_tsv(const opts *o, gen *g)
 
 /* ---- --publish -------------------------------------------------------------- */
 
+/* Before destroying a connection: let replies still on their way be
+ * delivered and freed (nats.c frees messages on a collector thread that
+ * stops with the library) instead of being cut off mid-delivery. */
+static void drain(natsConnection *nc)
+{
+    if (nc && natsConnection_DrainTimeout(nc, 5000) == NATS_OK)
+        for (int i = 0; i < 600 && !natsConnection_IsClosed(nc); i++)
+            nats_Sleep(10);
+}
+
 typedef struct pub_state {
     atomic_uint_fast64_t acked, dups, errors;
     char first_error[256];
@@ -1760,10 +1771,11 @@ static int run_publish(const opts *o, gen *g)
     an_buf_free(&body);
     an_buf_free(&e.data);
 out:
+    drain(nc);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     natsOptions_Destroy(nopts);
-    nats_Close();
+    nats_CloseAndWait(2000); /* threads done: nothing in flight at exit */
     return rc;
 }
 
@@ -1814,6 +1826,10 @@ static void on_lean_reply(natsConnection *nc, natsSubscription *sub, natsMsg *ms
                 atomic_fetch_add(&st->dups, 1);
         }
     }
+    /* Destroy before counting: natsMsg_Destroy hands the message to nats.c's
+     * collector thread, which must still run when it does (after the last
+     * count the publisher tears the library down). */
+    natsMsg_Destroy(msg);
     uint64_t left = atomic_fetch_sub(&st->inflight, 1) - 1;
     /* wake the publisher only when it waits and enough acks came back, not on
      * every ack: a wake-up per message costs more than the message */
@@ -1822,7 +1838,6 @@ static void on_lean_reply(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         pthread_cond_signal(&st->cv);
         pthread_mutex_unlock(&st->mu);
     }
-    natsMsg_Destroy(msg);
 }
 
 /* Wait until at most `most` publishes are unacknowledged; false when no ack
@@ -1957,13 +1972,12 @@ static int run_publish_lean(const opts *o, gen *g)
     an_buf_free(&body);
     an_buf_free(&e.data);
 out:
-    if (sub)
-        natsSubscription_Unsubscribe(sub);
+    drain(nc);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(nc);
     natsInbox_Destroy(inbox);
     natsOptions_Destroy(nopts);
-    nats_Close();
+    nats_CloseAndWait(2000); /* threads done: nothing in flight at exit */
     return rc;
 }
 

@@ -91,15 +91,20 @@ FORMAT PrettyCompactNoEscapes" | indent
 
 # One event with PII keys (data.user.email, .name, .phone, data.ip) and one
 # with PII inside free text, each in both tiers.
+or_none() { # stdin, or "(no row)" when empty
+    local out
+    out=$(cat)
+    if [ -n "$out" ]; then printf '%s\n' "$out"; else echo "(no row)"; fi
+}
 show_pair() { # TITLE EVENT_ID
     printf '\n%s\n  hot tier (analytics.events, readable by the reader):\n' "$1"
     reader "SELECT event_id, tenant_id, event_name, occurred_at, actor_type, actor_id,
         actor_key_id, properties, prop_keys, prop_values
-    FROM analytics.events WHERE event_id = '$2' LIMIT 1 FORMAT Vertical" | indent
+    FROM analytics.events WHERE event_id = '$2' LIMIT 1 FORMAT Vertical" | or_none | indent
     printf '  audit tier (analytics_audit.events, readable only by %s):\n' \
         "$ANALYTICS_CLICKHOUSE_AUDIT_USER"
     audit "SELECT event_id, subject, stream_seq, payload FROM analytics_audit.events
-    WHERE event_id = '$2' LIMIT 1 FORMAT Vertical" | indent
+    WHERE event_id = '$2' LIMIT 1 FORMAT Vertical" | or_none | indent
 }
 id=$(reader "SELECT event_id FROM analytics.events WHERE event_name = 'user.signed_up'
     ORDER BY occurred_at DESC LIMIT 1")
