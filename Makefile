@@ -29,7 +29,9 @@ SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%)
 
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 INTEG_SRC    := $(wildcard tests/integration/*.c)
-TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC)
+# Service code the unit tests exercise directly (everything but main.c).
+UNIT_SVC_SRC := $(filter-out ingest/main.c,$(wildcard ingest/*.c))
+TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC) $(UNIT_SVC_SRC)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/%.o)
 HELPER_SRC   := $(wildcard tests/helpers/*.c)
 HELPER_BINS  := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
@@ -51,9 +53,12 @@ $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# A service is every .c file of its folder, linked with libanalytics.
+# A service is every .c file of its folder, linked with libanalytics. (A
+# literal % in a pattern rule's prerequisites would be replaced by the stem:
+# $$(pc) expands to % only in the second expansion.)
+pc := %
 .SECONDEXPANSION:
-$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard $$*/*.c)) $(LIB)
+$(BUILD)/bin/%: $$(patsubst $$(pc).c,$(BUILD)/$$(pc).o,$$(wildcard $$*/*.c)) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
