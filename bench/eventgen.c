@@ -48,7 +48,7 @@
  * (discussion posts, reviews, feedback). Envelopes are 300-600 bytes.
  *
  * --publish ends with one line on stderr:
- *   eventgen: published=N acked=N duplicates=N errors=N seconds=S events_per_s=R bytes=B
+ *   eventgen: published=N acked=N duplicates=N errors=N seconds=S events_per_s=R bytes=B cpu_s=C
  * Exit status: 0 when every event was acknowledged, 1 on errors, 2 on bad usage.
  */
 #include "common/buf.h"
@@ -70,6 +70,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1648,6 +1649,22 @@ static void drain(natsConnection *nc)
             nats_Sleep(10);
 }
 
+/* The last line of --publish, read by bench/ingest.sh. cpu_s: this
+ * process's user + system CPU, so a benchmark can tell what the generator
+ * took from the machine. */
+static void report(uint64_t sent, uint64_t acked, uint64_t dups, uint64_t errors, double secs,
+                   uint64_t bytes)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    fprintf(stderr,
+            "eventgen: published=%" PRIu64 " acked=%" PRIu64 " duplicates=%" PRIu64
+            " errors=%" PRIu64 " seconds=%.3f events_per_s=%.0f bytes=%" PRIu64 " cpu_s=%.2f\n",
+            sent, acked, dups, errors, secs, secs > 0 ? (double)acked / secs : 0.0, bytes, cpu);
+}
+
 typedef struct pub_state {
     atomic_uint_fast64_t acked, dups, errors;
     char first_error[256];
@@ -1762,11 +1779,7 @@ static int run_publish(const opts *o, gen *g)
     if (errors)
         fprintf(stderr, "eventgen: %" PRIu64 " publishes failed, first: %s\n", errors,
                 st.first_error);
-    fprintf(stderr,
-            "eventgen: published=%" PRIu64 " acked=%" PRIu64 " duplicates=%" PRIu64
-            " errors=%" PRIu64 " seconds=%.3f events_per_s=%.0f bytes=%" PRIu64 "\n",
-            sent, acked, (uint64_t)atomic_load(&st.dups), errors, secs,
-            secs > 0 ? (double)acked / secs : 0.0, bytes);
+    report(sent, acked, atomic_load(&st.dups), errors, secs, bytes);
     rc = (s == NATS_OK && cs == NATS_OK && errors == 0 && acked == sent) ? 0 : 1;
     an_buf_free(&body);
     an_buf_free(&e.data);
@@ -1963,11 +1976,7 @@ static int run_publish_lean(const opts *o, gen *g)
     if (errors)
         fprintf(stderr, "eventgen: %" PRIu64 " publishes failed, first: %s\n", errors,
                 st.first_error);
-    fprintf(stderr,
-            "eventgen: published=%" PRIu64 " acked=%" PRIu64 " duplicates=%" PRIu64
-            " errors=%" PRIu64 " seconds=%.3f events_per_s=%.0f bytes=%" PRIu64 "\n",
-            sent, acked, (uint64_t)atomic_load(&st.dups), errors, secs,
-            secs > 0 ? (double)acked / secs : 0.0, bytes);
+    report(sent, acked, atomic_load(&st.dups), errors, secs, bytes);
     rc = (s == NATS_OK && complete && errors == 0 && acked == sent) ? 0 : 1;
     an_buf_free(&body);
     an_buf_free(&e.data);

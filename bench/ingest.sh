@@ -83,6 +83,11 @@ free_port() {
 # utime + stime of a process, in clock ticks (the comm field may hold spaces)
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 clk_tck=$(getconf CLK_TCK)
+# busy ticks of the whole machine (all cores): total minus idle and iowait
+machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+pid_of() { cat "$ANALYTICS_STACK_DIR/$1/pid" 2>/dev/null || echo ""; }
+ticks_or_0() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then cpu_ticks "$1"; else echo 0; fi; }
+secs() { awk -v t="$1" -v c="$clk_tck" 'BEGIN {printf "%.1f", t / c}'; }
 # dedup-correct count: redelivered copies of an event share its event_id
 COUNT_EXACT="SELECT uniqExact(event_id) FROM analytics.events"
 
@@ -111,6 +116,13 @@ pub_args=(--publish "$N" --seed "$SEED" --window 0 --quiet)
 [ "$PUBLISHER" = lean ] && pub_args+=(--lean)
 [ "$MSG_ID" = 1 ] || pub_args+=(--no-msg-id)
 say "publishing $N events (eventgen ${pub_args[*]}), waiting until analytics.events holds $want"
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+NATS_PID=$(pid_of nats)
+CH_PID=$(pid_of ch)
+c0_nats=$(ticks_or_0 "$NATS_PID")
+c0_ch=$(ticks_or_0 "$CH_PID")
+c0_ingest=$(cpu_ticks "$IPID")
+c0_machine=$(machine_busy)
 t0=$(now_ns)
 "$EVENTGEN" "${pub_args[@]}" 2>"$WORK/publish.log" &
 GPID=$!
@@ -123,6 +135,10 @@ while :; do
         exact=$(ch "$COUNT_EXACT" || echo 0)
         if [ "$exact" -ge "$want" ]; then
             t_done=$(now_ns)
+            c1_nats=$(ticks_or_0 "$NATS_PID")
+            c1_ch=$(ticks_or_0 "$CH_PID")
+            c1_ingest=$(cpu_ticks "$IPID")
+            c1_machine=$(machine_busy)
             seen=$exact
             break
         fi
@@ -152,6 +168,18 @@ fi
 e2e_ms=$(((t_done - t0) / 1000000))
 events_per_s=$((N * 1000 / (e2e_ms > 0 ? e2e_ms : 1)))
 pub_rate=$(sed -n 's/.*events_per_s=\([0-9]*\).*/\1/p' <<<"$pub_line")
+# Where the cores went between the first publish and the last poll. eventgen
+# reports its own CPU (it ends before the last poll); "rest" is everything
+# else on the machine: the polls, and other users' processes.
+gen_cpu=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<<"$pub_line")
+gen_ticks=$(awk -v s="${gen_cpu:-0}" -v c="$clk_tck" 'BEGIN {printf "%d", s * c}')
+d_ch=$((c1_ch - c0_ch))
+d_nats=$((c1_nats - c0_nats))
+d_ingest=$((c1_ingest - c0_ingest))
+d_rest=$((c1_machine - c0_machine - d_ch - d_nats - d_ingest - gen_ticks))
+[ $d_rest -ge 0 ] || d_rest=0
+cores=$(nproc)
+cpu_line="clickhouse $(secs $d_ch), nats-server $(secs $d_nats), ingest $(secs $d_ingest), eventgen ${gen_cpu:-?}, rest $(secs $d_rest) of $cores x $(awk -v m="$e2e_ms" 'BEGIN {printf "%.1f", m / 1000}') s (load average $load_before before)"
 
 # ---- 3. ingest's footprint ----------------------------------------------------
 peak_rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$IPID/status")
@@ -209,6 +237,7 @@ cat <<EOF
 ingest bench: $N events, seed $SEED, ${PUBLISHER} publisher, Nats-Msg-Id $([ "$MSG_ID" = 1 ] && echo on || echo off)
   end to end       $events_per_s events/s  ($N events queryable in analytics.events $e2e_ms ms after the first publish)
   publish          ${pub_rate:-?} events/s acknowledged by JetStream  (${pub_line#eventgen: })
+  CPU seconds      $cpu_line
   latency          p50 / p95 / p99 = $lat s  (occurredAt -> ingested_at; includes queueing behind the backlog)
   tiers            hot $seen, audit $audit, dead letters $dead, duplicate rows in hot tier $dups (collapse at merge)
   ingest           peak RSS $peak_rss_mb MB, CPU $cpu_s s (of which $cpu_run_s s during the run), exit status $st after SIGTERM

@@ -143,14 +143,14 @@ for t in $rollups; do
         case "$ty" in
         AggregateFunction\(*)
             fn=${ty#AggregateFunction(}
-            fn=${fn%%,*}
+            fn=${fn%%[,)]*}
             vals+=", ${fn%%(*}Merge($c) AS $c"
             first=${first:-$c} ;;
         UInt* | Int* | Float*) vals+=", sum($c) AS $c"; first=${first:-$c} ;;
         *) keys+="${keys:+, }$c" ;;
         esac
     done < <(admin "SELECT name, type FROM system.columns WHERE database = 'analytics'
-        AND table = '$t' ORDER BY position FORMAT TabSeparated")
+        AND table = '$t' FORMAT TabSeparated")
     printf '\nrollup analytics.%s (%s rows in parts), the 8 biggest keys:\n' "$t" \
         "$(admin "SELECT count() FROM analytics.$t")"
     if [ -n "$keys" ] && [ -n "$first" ]; then
@@ -160,6 +160,18 @@ for t in $rollups; do
         reader "SELECT * FROM analytics.$t LIMIT 8 FORMAT PrettyCompactNoEscapes" | indent
     fi
 done
+
+# The hourly rollup of ingest (0003_ingest_rollups) read the way a dashboard
+# would, and checked against the table it summarises.
+if [[ " $(echo "$rollups" | tr '\n' ' ') " == *" events_hourly "* ]]; then
+    printf '\nfrom the rollup: events and distinct actors per tenant and day (the last 2 days, as the reader):\n'
+    reader "SELECT tenant_id, toDate(hour) AS day, countMerge(events) AS events,
+        uniqIfMerge(actors) AS actors FROM analytics.events_hourly
+    WHERE hour >= toStartOfDay(now()) - 86400 GROUP BY tenant_id, day
+    ORDER BY day DESC, events DESC FORMAT PrettyCompactNoEscapes" | indent
+    echo "  events counted by the rollup: $(reader "SELECT countMerge(events) FROM analytics.events_hourly")," \
+        "rows in analytics.events: $(reader "SELECT count() FROM analytics.events")"
+fi
 
 if [ -n "$addr" ]; then
     printf '\ningest /metrics (http://%s/metrics), lines about events:\n' "$addr"
