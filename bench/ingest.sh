@@ -94,19 +94,28 @@ COUNT_EXACT="SELECT uniqExact(event_id) FROM analytics.events"
 # ---- 1. ingest ---------------------------------------------------------------
 export ANALYTICS_INGEST_HMAC_KEY=${ANALYTICS_INGEST_HMAC_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export ANALYTICS_LOG_LEVEL=${ANALYTICS_LOG_LEVEL:-info}
-HTTP_ADDR="127.0.0.1:$(free_port)"
-ANALYTICS_HTTP_ADDR=$HTTP_ADDR "$INGEST" </dev/null >"$WORK/ingest.log" 2>&1 &
-IPID=$!
-say "ingest pid $IPID, http $HTTP_ADDR, log $WORK/ingest.log"
-for ((i = 0; i < 300; i++)); do
-    grep -q 'ingest ready' "$WORK/ingest.log" && break
-    if ! kill -0 "$IPID" 2>/dev/null; then
-        say "ingest exited before it was ready:"; tail -20 "$WORK/ingest.log" >&2; exit 1
-    fi
-    sleep 0.1
-done
-grep -q 'ingest ready' "$WORK/ingest.log" || {
-    say "no 'ingest ready' in 30 s:"; tail -20 "$WORK/ingest.log" >&2; exit 1; }
+start_ingest() { # LOG: start ingest, wait for its ready line; sets IPID, HTTP_ADDR
+    HTTP_ADDR="127.0.0.1:$(free_port)"
+    ANALYTICS_HTTP_ADDR=$HTTP_ADDR "$INGEST" </dev/null >"$1" 2>&1 &
+    IPID=$!
+    say "ingest pid $IPID, http $HTTP_ADDR, log $1"
+    for ((i = 0; i < 300; i++)); do
+        grep -q 'ingest ready' "$1" && return 0
+        if ! kill -0 "$IPID" 2>/dev/null; then
+            say "ingest exited before it was ready:"; tail -20 "$1" >&2; exit 1
+        fi
+        sleep 0.1
+    done
+    say "no 'ingest ready' in 30 s:"; tail -20 "$1" >&2; exit 1
+}
+stop_ingest() { # SIGTERM, wait up to 30 s; sets st to its exit status
+    kill -TERM "$IPID" 2>/dev/null || true
+    st=0
+    for _ in $(seq 1 300); do kill -0 "$IPID" 2>/dev/null || break; sleep 0.1; done
+    wait "$IPID" || st=$?
+    IPID=""
+}
+start_ingest "$WORK/ingest.log"
 base=$(ch "$COUNT_EXACT")
 want=$((base + N))
 cpu_ready=$(cpu_ticks "$IPID")
@@ -193,11 +202,48 @@ dups=$(ch "SELECT count() - uniqExact(event_id) FROM analytics.events")
 lat=$(ch "SELECT arrayStringConcat(arrayMap(x -> toString(round(x / 1000, 2)), quantiles(0.5, 0.95, 0.99)(
     toUInt64(ingested_at) * 1000 + 500 - (toUInt64(occurred_at) * 1000 + occurred_ms))), ' / ')
     FROM analytics.events" || echo "?")
-kill -TERM "$IPID" 2>/dev/null || true
-st=0
-for _ in $(seq 1 300); do kill -0 "$IPID" 2>/dev/null || break; sleep 0.1; done
-wait "$IPID" || st=$?
-IPID=""
+stop_ingest
+
+# ---- 3b. optional: how fast ingest drains a backlog --------------------------------
+# (BENCH_BACKLOG=1) The same number of other events (seed + 1) published
+# while ingest is stopped, then ingest started: no publisher competes for
+# the cores, so this is ingest's own pace through JetStream into ClickHouse.
+backlog_line=""
+if [ "${BENCH_BACKLOG:-0}" = 1 ]; then
+    bl_args=(--publish "$N" --seed "$((SEED + 1))" --window 0 --quiet)
+    [ "$PUBLISHER" = lean ] && bl_args+=(--lean)
+    [ "$MSG_ID" = 1 ] || bl_args+=(--no-msg-id)
+    say "backlog: publishing $N more events while ingest is stopped"
+    "$EVENTGEN" "${bl_args[@]}" 2>"$WORK/backlog-publish.log" || {
+        say "backlog publish failed:"; cat "$WORK/backlog-publish.log" >&2; exit 1; }
+    bl_want=$(($(ch "$COUNT_EXACT") + N))
+    b0_ch=$(ticks_or_0 "$CH_PID")
+    b0_nats=$(ticks_or_0 "$NATS_PID")
+    b0_machine=$(machine_busy)
+    tb0=$(now_ns)
+    start_ingest "$WORK/ingest-backlog.log"
+    cb0=$(cpu_ticks "$IPID")
+    while :; do
+        if [ "$(ch "SELECT count() FROM analytics.events" || echo 0)" -ge "$bl_want" ] &&
+            [ "$(ch "$COUNT_EXACT" || echo 0)" -ge "$bl_want" ]; then
+            break
+        fi
+        kill -0 "$IPID" 2>/dev/null || { say "ingest died draining the backlog"; exit 1; }
+        [ $((($(now_ns) - tb0) / 1000000000)) -lt "$TIMEOUT_S" ] || { say "backlog: timeout"; exit 1; }
+        sleep 0.2
+    done
+    bl_ms=$((($(now_ns) - tb0) / 1000000))
+    b_ingest=$(($(cpu_ticks "$IPID") - cb0))
+    b_ch=$(($(ticks_or_0 "$CH_PID") - b0_ch))
+    b_nats=$(($(ticks_or_0 "$NATS_PID") - b0_nats))
+    b_rest=$(($(machine_busy) - b0_machine - b_ch - b_nats - b_ingest))
+    [ $b_rest -ge 0 ] || b_rest=0
+    bl_cpu=$(secs $b_ingest)
+    bl_rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$IPID/status")
+    stop_ingest
+    backlog_line="$((N * 1000 / (bl_ms > 0 ? bl_ms : 1))) events/s  ($N queued events queryable $bl_ms ms after ingest started; peak RSS $bl_rss MB)
+                   CPU seconds: clickhouse $(secs $b_ch), nats-server $(secs $b_nats), ingest $bl_cpu, rest $(secs $b_rest) of $(nproc) x $(awk -v m="$bl_ms" 'BEGIN {printf "%.1f", m / 1000}') s"
+fi
 
 # ---- 4. the raw insert rate -----------------------------------------------------
 # let the merges of ingest's parts finish, so the raw insert gets the same quiet machine
@@ -241,11 +287,13 @@ ingest bench: $N events, seed $SEED, ${PUBLISHER} publisher, Nats-Msg-Id $([ "$M
   latency          p50 / p95 / p99 = $lat s  (occurredAt -> ingested_at; includes queueing behind the backlog)
   tiers            hot $seen, audit $audit, dead letters $dead, duplicate rows in hot tier $dups (collapse at merge)
   ingest           peak RSS $peak_rss_mb MB, CPU $cpu_s s (of which $cpu_run_s s during the run), exit status $st after SIGTERM
-  raw insert       $raw_per_s rows/s  (clickhouse-client, TabSeparated, ${rows_mb} MB, best of $RAW_REPEAT into a copy of analytics.events)
+${backlog_line:+  backlog drain    $backlog_line
+}  raw insert       $raw_per_s rows/s  (clickhouse-client, TabSeparated, ${rows_mb} MB, best of $RAW_REPEAT into a copy of analytics.events)
   goals            >= 100000 events/s: $(verdict "$events_per_s >= 100000"); ratio >= 0.5: $(verdict "$ratio >= 0.5"); RSS < 150 MB: $(verdict "$peak_rss_mb < 150")
 EOF
 if [ -s "$WORK/metrics.txt" ]; then
     echo "  ingest /metrics at the end (events, rows, batches):"
-    grep -v '^#' "$WORK/metrics.txt" | grep -Ei 'event|row|batch|reject|lag' | grep -v '_bucket{' | head -25 | sed 's/^/    /'
+    grep -v '^#' "$WORK/metrics.txt" | grep -Ei 'event|row|batch|reject|lag' |
+        grep -v -e '_bucket{' -e '^[a-z_]*rejects_total{.*} 0$' | head -25 | sed 's/^/    /'
 fi
 echo "bench ingest: events_per_s=$events_per_s raw_insert_per_s=$raw_per_s ratio=$ratio peak_rss_mb=$peak_rss_mb cpu_s=$cpu_s"
