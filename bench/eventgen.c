@@ -28,6 +28,8 @@
  *   --hmac-key K      tsv: key of the actor hash (default $ANALYTICS_INGEST_HMAC_KEY,
  *                     else "eventgen")
  *   --key-id ID       tsv: actor_key_id column (default $ANALYTICS_INGEST_HMAC_KEY_ID, else "k1")
+ *   --tier T          tsv: hot (rows of analytics.events, the default) or audit (rows
+ *                     of analytics_audit.events: the envelope, its subject, a sequence)
  *   --quiet           no progress lines
  *
  * Determinism: the events depend only on the seed, the tenant count, N, --end
@@ -1431,6 +1433,7 @@ typedef struct opts {
     const char *hmac_key, *key_id;
     bool quiet;
     bool lean;
+    const char *tier; /* --tsv: hot or audit */
 } opts;
 
 static volatile sig_atomic_t stop_requested;
@@ -1563,54 +1566,92 @@ static void flatten(flat *f, const cJSON *node, char *path, size_t plen)
     }
 }
 
+static const an_ch_column audit_cols[] = {
+    {"tenant_id", AN_CH_STRING},     {"event_id", AN_CH_STRING},      {"event_name", AN_CH_STRING},
+    {"subject", AN_CH_STRING},       {"occurred_at", AN_CH_DATETIME}, {"occurred_ms", AN_CH_UINT16},
+    {"received_at", AN_CH_DATETIME}, {"stream_seq", AN_CH_UINT64},    {"payload", AN_CH_STRING},
+};
+
+/* One analytics.events row: the data JSON as properties (not scrubbed: only
+ * the shape and size matter here), its leaves flattened, the actor hashed. */
+static bool add_hot_row(const opts *o, an_ch_batch *b, const event *e, int64_t now_s, flat *f)
+{
+    char actor[AN_CRYPTO_SHA256_HEX], path[512];
+    an_crypto_hmac_sha256_hex(o->hmac_key, strlen(o->hmac_key), e->actor_id, strlen(e->actor_id),
+                              actor, NULL);
+    cJSON *data = cJSON_ParseWithLength(e->data.data, e->data.len);
+    if (!data)
+        return false;
+    an_buf_reset(&f->arena);
+    f->n = 0;
+    path[0] = '\0';
+    flatten(f, data, path, 0);
+    cJSON_Delete(data);
+    const char *keys[MAX_LEAVES], *vals[MAX_LEAVES];
+    for (size_t k = 0; k < f->n; k++) {
+        keys[k] = f->arena.data + f->koff[k];
+        vals[k] = f->arena.data + f->voff[k];
+    }
+    an_ch_batch_add_cstr(b, e->tenant->id);
+    an_ch_batch_add_cstr(b, e->id);
+    an_ch_batch_add_cstr(b, e->type->type);
+    an_ch_batch_add_datetime(b, an_time_floor_div(e->occurred_ms, 1000));
+    an_ch_batch_add_uint(b, (uint64_t)an_time_floor_mod(e->occurred_ms, 1000));
+    an_ch_batch_add_datetime(b, now_s);
+    an_ch_batch_add_cstr(b, e->actor_type);
+    an_ch_batch_add_cstr(b, actor);
+    an_ch_batch_add_cstr(b, o->key_id);
+    an_ch_batch_add_cstr(b, e->corr);
+    an_ch_batch_add_str(b, e->data.data, e->data.len);
+    an_ch_batch_add_str_array(b, keys, f->klen, f->n);
+    an_ch_batch_add_str_array(b, vals, f->vlen, f->n);
+    return true;
+}
+
+/* One analytics_audit.events row: the envelope as published, its subject. */
+static void add_audit_row(const opts *o, an_ch_batch *b, const event *e, int64_t now_s,
+                          uint64_t seq, an_buf *tmp)
+{
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.%s.%s", o->prefix, e->type->service, e->type->type);
+    an_buf_reset(tmp);
+    envelope(e, tmp);
+    an_ch_batch_add_cstr(b, e->tenant->id);
+    an_ch_batch_add_cstr(b, e->id);
+    an_ch_batch_add_cstr(b, e->type->type);
+    an_ch_batch_add_cstr(b, subject);
+    an_ch_batch_add_datetime(b, an_time_floor_div(e->occurred_ms, 1000));
+    an_ch_batch_add_uint(b, (uint64_t)an_time_floor_mod(e->occurred_ms, 1000));
+    an_ch_batch_add_datetime(b, now_s);
+    an_ch_batch_add_uint(b, seq);
+    an_ch_batch_add_str(b, tmp->data, tmp->len);
+}
+
 static int run_tsv(const opts *o, gen *g)
 {
     an_ch_batch *b = NULL;
     an_error err;
-    if (an_ch_batch_new("analytics.events", hot_cols, NELEM(hot_cols), AN_CH_FORMAT_TSV, &b,
-                        &err) != AN_OK) {
+    bool audit = strcmp(o->tier, "audit") == 0;
+    if (an_ch_batch_new(audit ? "analytics_audit.events" : "analytics.events",
+                        audit ? audit_cols : hot_cols, audit ? NELEM(audit_cols) : NELEM(hot_cols),
+                        AN_CH_FORMAT_TSV, &b, &err) != AN_OK) {
         fprintf(stderr, "eventgen: %s\n", err.message);
         return 1;
     }
     event e = {0};
     flat f = {0};
-    char path[512];
+    an_buf tmp = AN_BUF_INIT;
     int64_t now_s = an_time_now_ms() / 1000, t0 = an_time_mono_ms();
     for (uint64_t i = 0; i < o->n && !stop_requested; i++) {
         pace(o, t0, i);
         gen_event(g, &e, i, o->n);
-        char actor[AN_CRYPTO_SHA256_HEX];
-        an_crypto_hmac_sha256_hex(o->hmac_key, strlen(o->hmac_key), e.actor_id, strlen(e.actor_id),
-                                  actor, NULL);
-        cJSON *data = cJSON_ParseWithLength(e.data.data, e.data.len);
-        if (!data) {
+        if (audit) {
+            add_audit_row(o, b, &e, now_s, i + 1, &tmp);
+        } else if (!add_hot_row(o, b, &e, now_s, &f)) {
             fprintf(stderr, "eventgen: bug: event %" PRIu64 " has invalid data JSON: %s\n", i,
                     e.data.data);
             return 1;
         }
-        an_buf_reset(&f.arena);
-        f.n = 0;
-        path[0] = '\0';
-        flatten(&f, data, path, 0);
-        cJSON_Delete(data);
-        const char *keys[MAX_LEAVES], *vals[MAX_LEAVES];
-        for (size_t k = 0; k < f.n; k++) {
-            keys[k] = f.arena.data + f.koff[k];
-            vals[k] = f.arena.data + f.voff[k];
-        }
-        an_ch_batch_add_cstr(b, e.tenant->id);
-        an_ch_batch_add_cstr(b, e.id);
-        an_ch_batch_add_cstr(b, e.type->type);
-        an_ch_batch_add_datetime(b, an_time_floor_div(e.occurred_ms, 1000));
-        an_ch_batch_add_uint(b, (uint64_t)an_time_floor_mod(e.occurred_ms, 1000));
-        an_ch_batch_add_datetime(b, now_s);
-        an_ch_batch_add_cstr(b, e.actor_type);
-        an_ch_batch_add_cstr(b, actor);
-        an_ch_batch_add_cstr(b, o->key_id);
-        an_ch_batch_add_cstr(b, e.corr);
-        an_ch_batch_add_str(b, e.data.data, e.data.len);
-        an_ch_batch_add_str_array(b, keys, f.klen, f.n);
-        an_ch_batch_add_str_array(b, vals, f.vlen, f.n);
         if (an_ch_batch_end_row(b, &err) != AN_OK) {
             fprintf(stderr, "eventgen: bug: row %" PRIu64 ": %s\n", i, err.message);
             return 1;
@@ -1633,6 +1674,7 @@ static int run_tsv(const opts *o, gen *g)
     }
     an_ch_batch_free(b);
     an_buf_free(&f.arena);
+    an_buf_free(&tmp);
     an_buf_free(&e.data);
     return 0;
 }
@@ -1997,7 +2039,7 @@ static void usage(FILE *f)
     fputs("usage: eventgen (--json N | --tsv N | --publish N) [--seed S] [--tenants T]\n"
           "                [--end RFC3339] [--window DUR] [--rate R] [--prefix P]\n"
           "                [--nats URL] [--max-pending K] [--no-msg-id]\n"
-          "                [--hmac-key K] [--key-id ID] [--quiet]\n"
+          "                [--hmac-key K] [--key-id ID] [--tier hot|audit] [--lean] [--quiet]\n"
           "  DUR: 7d, 12h, 30m, 10s, 500ms; --window 0: occurredAt = now\n"
           "  see the top of bench/eventgen.c for what each does\n",
           f);
@@ -2054,7 +2096,8 @@ int main(int argc, char **argv)
               .max_pending = 8192,
               .msg_id = true,
               .hmac_key = env_key && *env_key ? env_key : "eventgen",
-              .key_id = env_kid && *env_kid ? env_kid : "k1"};
+              .key_id = env_kid && *env_kid ? env_kid : "k1",
+              .tier = "hot"};
     static const struct option longopts[] = {{"json", required_argument, 0, 'j'},
                                              {"tsv", required_argument, 0, 't'},
                                              {"publish", required_argument, 0, 'p'},
@@ -2071,6 +2114,7 @@ int main(int argc, char **argv)
                                              {"key-id", required_argument, 0, 'K'},
                                              {"quiet", no_argument, 0, 'q'},
                                              {"lean", no_argument, 0, 'L'},
+                                             {"tier", required_argument, 0, 'W'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int c;
@@ -2149,6 +2193,13 @@ int main(int argc, char **argv)
             break;
         case 'L':
             o.lean = true;
+            break;
+        case 'W':
+            if (strcmp(optarg, "hot") != 0 && strcmp(optarg, "audit") != 0) {
+                fprintf(stderr, "eventgen: --tier: hot or audit\n");
+                return 2;
+            }
+            o.tier = optarg;
             break;
         case 'h':
             usage(stdout);

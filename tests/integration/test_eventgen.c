@@ -442,10 +442,52 @@ START_TEST(test_eventgen_rejects_bad_usage)
     out = eventgen("--json 5 --window 3 weeks 2>&1", &rc);
     ck_assert_int_eq(rc, 2);
     free(out);
+    out = eventgen("--tsv 5 --tier cold 2>&1", &rc);
+    ck_assert_int_eq(rc, 2);
+    free(out);
     out = eventgen("--json 5 --end yesterday 2>&1", &rc);
     ck_assert_int_eq(rc, 2);
     ck_assert_ptr_nonnull(strstr(out, "--end"));
     free(out);
+}
+END_TEST
+
+START_TEST(test_eventgen_audit_tsv_rows_load_into_a_copy_of_the_audit_tier)
+{
+    char *table = th_unique("analytics_audit.evgen");
+    char *sql, *cmd;
+    ck_assert(asprintf(&sql, "CREATE TABLE %s AS analytics_audit.events", table) > 0);
+    free(th_ch(sql));
+    free(sql);
+    ck_assert(asprintf(&cmd,
+                       "%s --tsv 1000 --seed 5 --tier audit --prefix evt | curl -sS -f "
+                       "-H 'X-ClickHouse-User: %s' -H 'X-ClickHouse-Key: %s' --data-binary @- "
+                       "'%s/?query=INSERT%%20INTO%%20%s%%20FORMAT%%20TabSeparated'",
+                       th_bin("bench/eventgen"), th_env("ANALYTICS_CLICKHOUSE_ADMIN_USER"),
+                       th_env("ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD"),
+                       th_env("ANALYTICS_CLICKHOUSE_URL"), table) > 0);
+    int rc;
+    char *out = th_run(cmd, &rc);
+    ck_assert_msg(rc == 0, "insert failed: %s", out);
+    free(out);
+    free(cmd);
+    /* the payload is the envelope itself: its id, type and tenant match the columns */
+    ck_assert(asprintf(&sql,
+                       "SELECT count(), uniqExact(event_id), "
+                       "countIf(visitParamExtractString(payload, 'id') = event_id AND "
+                       "visitParamExtractString(payload, 'type') = event_name AND "
+                       "visitParamExtractString(payload, 'tenantId') = tenant_id), "
+                       "countIf(subject = concat('evt.', splitByChar('.', subject)[2], '.', "
+                       "event_name)), max(stream_seq) FROM %s",
+                       table) > 0);
+    char *res = th_ch(sql);
+    free(sql);
+    ck_assert_str_eq(res, "1000\t1000\t1000\t1000\t1000\n");
+    free(res);
+    ck_assert(asprintf(&sql, "DROP TABLE %s", table) > 0);
+    free(th_ch(sql));
+    free(sql);
+    free(table);
 }
 END_TEST
 
@@ -457,6 +499,7 @@ Suite *eventgen_suite(void)
     tcase_add_test(tc, test_eventgen_json_envelopes_are_valid_varied_and_carry_pii);
     tcase_add_test(tc, test_eventgen_same_seed_gives_same_bytes_in_every_mode);
     tcase_add_test(tc, test_eventgen_tsv_rows_load_into_a_copy_of_the_hot_tier);
+    tcase_add_test(tc, test_eventgen_audit_tsv_rows_load_into_a_copy_of_the_audit_tier);
     tcase_add_test(tc, test_eventgen_rate_limit_paces_the_events);
     tcase_add_test(tc, test_eventgen_rejects_bad_usage);
     suite_add_tcase(s, tc);
