@@ -20,8 +20,16 @@ make -j"$(nproc)" BUILD="$BUILD" all >"${TMPDIR:-/tmp}/analytics-bench-build.log
     tail -40 "${TMPDIR:-/tmp}/analytics-bench-build.log"; echo "build failed" >&2; exit 1; }
 
 STACK=$(./deploy/local/stack.sh start)
-trap './deploy/local/stack.sh stop "$STACK"' EXIT
+trap './deploy/local/stack.sh stop "$STACK" 2>/dev/null' EXIT
 # shellcheck disable=SC1091
 . "$STACK/env"
 export ANALYTICS_BUILD_DIR="$ROOT/$BUILD"
-"bench/$NAME.sh" "$@"
+set +e
+"bench/$NAME.sh" "$@" 2>&1 | tee "$STACK/bench.log"
+rc=${PIPESTATUS[0]}
+set -e
+./deploy/local/stack.sh stop "$STACK" 2>/dev/null
+trap - EXIT
+# The result line closes the output, so runs can be compared by their last line.
+grep -E "^bench $NAME: " "$STACK/bench.log" | tail -1 || echo "bench $NAME: failed (exit $rc)"
+exit "$rc"

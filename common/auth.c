@@ -1,5 +1,7 @@
 #include "common/auth.h"
 
+#include "common/crypto.h"
+
 #include <cjson/cJSON.h>
 #include <jwt.h>
 #include <openssl/bio.h>
@@ -218,56 +220,16 @@ an_status an_auth_require_tenant(const an_auth *a, const char *tenant_id, an_err
 
 /* ------------------------------------------------------------------ tokens */
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decode base64url without padding; returns a NUL-terminated heap string
- * (the caller frees) or NULL when s is not base64url. */
-static char *b64url_decode(const char *s, size_t n)
-{
-    char *out = malloc(n * 3 / 4 + 4);
-    if (!out)
-        abort();
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* The alg named by a token's header, or NULL when the header is unreadable. */
 static char *token_alg(const char *token, size_t head_len)
 {
-    char *json = b64url_decode(token, head_len);
-    if (!json)
+    an_buf json = AN_BUF_INIT;
+    if (an_crypto_b64url_decode(token, head_len, &json, NULL) != AN_OK) {
+        an_buf_free(&json);
         return NULL;
-    cJSON *head = cJSON_Parse(json);
-    free(json);
+    }
+    cJSON *head = cJSON_ParseWithLength(an_buf_str(&json), json.len);
+    an_buf_free(&json);
     char *alg = NULL;
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(head, "alg");
     if (cJSON_IsString(a))

@@ -18,7 +18,8 @@ make -s lint >&2 || { echo "lint failed: run make format, fix cppcheck findings"
 echo "[test] clang-format and cppcheck clean" >&2
 
 STACK=$(./deploy/local/stack.sh start)
-trap './deploy/local/stack.sh stop "$STACK"' EXIT
+# Stop the stack quietly on any exit, so Check's counts stay the last line.
+trap './deploy/local/stack.sh stop "$STACK" 2>/dev/null' EXIT
 # shellcheck disable=SC1091
 . "$STACK/env"
 export ANALYTICS_BUILD_DIR="$ROOT/$BUILD"
@@ -29,4 +30,13 @@ if [ -n "$SAN" ]; then
     export CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-3}
 fi
 
-"$BUILD/tests/run_tests" "${@:-all}"
+set +e
+"$BUILD/tests/run_tests" "${@:-all}" 2>&1 | tee "$STACK/tests.log"
+rc=${PIPESTATUS[0]}
+set -e
+./deploy/local/stack.sh stop "$STACK" 2>/dev/null
+trap - EXIT
+# Repeat Check's summary as the closing line (the tests' logs come before it).
+summary=$(grep -E '^[0-9]+%: Checks: ' "$STACK/tests.log" | tail -1 || true)
+echo "${summary:-no Check summary: the runner failed to start (exit $rc)}"
+exit "$rc"
