@@ -94,7 +94,7 @@ void ingest_batch_reset(ingest_batch *b)
 
 size_t ingest_batch_bytes(const ingest_batch *b)
 {
-    size_t n = b->arena.len;
+    size_t n = b->arena.len + b->n * sizeof(ingest_msg);
     for (int t = 0; t < INGEST_TIERS; t++)
         n += an_ch_batch_bytes(b->rows[t]);
     return n;

@@ -94,7 +94,8 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
 an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const ingest_reject *rej,
                                 const char *headers_json, an_error *err);
 
-/* Body bytes over all tiers (for the size-based flush). */
+/* Bytes the batch holds: rows of every tier, ack subjects, identities (for
+ * the size-based flush, which bounds ingest's memory). */
 size_t ingest_batch_bytes(const ingest_batch *b);
 
 static inline const char *ingest_msg_reply(const ingest_batch *b, const ingest_msg *m)

@@ -269,18 +269,39 @@ an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err)
     return st;
 }
 
-an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t timeout_ms, natsMsgList *list,
-                                an_error *err)
+/* One pull request: batch messages at most, max_bytes (0: no limit), either
+ * no_wait or waiting up to timeout_ms. */
+static natsStatus pull(ingest_consumer *c, natsMsgList *list, int batch, int64_t max_bytes,
+                       bool no_wait, int64_t timeout_ms)
+{
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = batch;
+    req.MaxBytes = max_bytes;
+    req.NoWait = no_wait;
+    if (!no_wait)
+        req.Expires = (timeout_ms > 0 ? timeout_ms : 1) * NS_PER_MS;
+    return natsSubscription_FetchRequest(list, c->sub, &req);
+}
+
+an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, int64_t timeout_ms,
+                                natsMsgList *list, an_error *err)
 {
     memset(list, 0, sizeof(*list));
     if (!c->sub)
         return an_error_set(err, AN_UNAVAILABLE, "not subscribed to the ingest consumer");
-    jsErrCode jerr = 0;
-    natsStatus s =
-        natsSubscription_Fetch(list, c->sub, max, timeout_ms > 0 ? timeout_ms : 1, &jerr);
-    if (s == NATS_OK || s == NATS_TIMEOUT)
+    /* As natsSubscription_Fetch does: take what is there at once, and only
+     * when nothing is, wait for messages; plus the byte budget. */
+    natsStatus s = pull(c, list, max, max_bytes, true, 0);
+    if (list->Count == 0 && (s == NATS_OK || s == NATS_NOT_FOUND || s == NATS_TIMEOUT))
+        s = pull(c, list, max, max_bytes, false, timeout_ms);
+    if (list->Count == 0 && s == NATS_ERR && max_bytes > 0) {
+        /* a 409: the next message alone is larger than the budget; take it alone */
+        s = pull(c, list, 1, 0, true, 0);
+    }
+    if (list->Count > 0 || s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
         return AN_OK;
-    an_status st = nats_error(err, s, jerr, "fetching from the ingest consumer");
+    an_status st = nats_error(err, s, 0, "fetching from the ingest consumer");
     return st == AN_FAILED_PRECONDITION ? AN_UNAVAILABLE : st;
 }
 

@@ -53,11 +53,12 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
 /* Unsubscribe locally (the durable consumer stays on the server) and free. */
 void ingest_consumer_close(ingest_consumer *c);
 
-/* Up to max messages, waiting at most timeout_ms for the first. AN_OK with
- * list->Count >= 0 (0 on timeout); the caller destroys the list
- * (natsMsgList_Destroy). Other errors: AN_UNAVAILABLE with the reason. */
-an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t timeout_ms, natsMsgList *list,
-                                an_error *err);
+/* Up to max messages and about max_bytes of them (0: no byte limit; a
+ * single larger message still comes, alone), waiting at most timeout_ms for
+ * the first. AN_OK with list->Count >= 0 (0 on timeout); the caller destroys
+ * the list (natsMsgList_Destroy). Other errors: AN_UNAVAILABLE. */
+an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, int64_t timeout_ms,
+                                natsMsgList *list, an_error *err);
 
 /* Re-create the stream/consumer and the subscription (after a server lost
  * them, or errors that persist). */

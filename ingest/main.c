@@ -58,11 +58,11 @@ static const an_config_var ingest_vars[] = {
      "unacked messages over all replicas before delivery pauses"},
     {"ANALYTICS_INGEST_FETCH", AN_CFG_INT, "2000", 1, 100000, 0, V(fetch),
      "messages per JetStream fetch"},
-    {"ANALYTICS_INGEST_BATCH_ROWS", AN_CFG_INT, "20000", 1, 1000000, 0, V(batch_rows),
+    {"ANALYTICS_INGEST_BATCH_ROWS", AN_CFG_INT, "50000", 1, 1000000, 0, V(batch_rows),
      "flush a batch at this many messages"},
     {"ANALYTICS_INGEST_BATCH_AGE", AN_CFG_DURATION, "1s", 1, 600000, 0, V(batch_age_ms),
      "flush a batch when its first message is this old"},
-    {"ANALYTICS_INGEST_BATCH_BYTES", AN_CFG_SIZE, "32MiB", 65536, 1LL << 31, 0, V(batch_bytes),
+    {"ANALYTICS_INGEST_BATCH_BYTES", AN_CFG_SIZE, "40MiB", 65536, 1LL << 31, 0, V(batch_bytes),
      "flush a batch at this many bytes of rows"},
     {"ANALYTICS_INGEST_MAX_EVENT_BYTES", AN_CFG_SIZE, "64KiB", 256, 8LL << 20, 0,
      V(max_event_bytes), "larger events are dead-lettered (too_large)"},
@@ -256,6 +256,7 @@ static const an_service_def def = {
     .init = ingest_init,
     .exit = ingest_exit,
     .workers = 1,
+    .deps = AN_DEP_CLICKHOUSE,
 };
 
 int main(int argc, char **argv)

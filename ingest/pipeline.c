@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POOL 3 /* batches: one filling, one waiting, one being written */
+/* Batches: one filling while the other is written. A third would only
+ * buffer jitter; the memory is better spent on larger batches, which cost
+ * ClickHouse less per row (fewer parts to write and merge). */
+#define POOL 2
 
 struct ingest_pipeline {
     ingest_pipeline_options o;
@@ -37,7 +40,9 @@ struct ingest_pipeline {
     int64_t stop_deadline; /* monotonic ms */
     size_t held;           /* messages in ready and writing */
 
-    _Atomic int64_t last_fetch_ok; /* monotonic ms */
+    _Atomic int64_t last_fetch_ok;      /* monotonic ms */
+    _Atomic int64_t writes_failing;     /* monotonic ms of the first failure in a row, 0: none */
+    char write_error[AN_ERROR_MSG_MAX]; /* under mu */
     pthread_t fetcher, writer, monitor;
     bool started[3];
 };
@@ -201,7 +206,11 @@ static void *fetcher_main(void *arg)
         int want = (size_t)o->fetch < room ? o->fetch : (int)room;
         natsMsgList list;
         an_error err;
-        an_status st = ingest_consumer_fetch(o->consumer, want, timeout, &list, &err);
+        /* fetched bytes become about twice as many in rows: keep the batch
+         * near batch_bytes even when the events are large */
+        int64_t room_bytes = (int64_t)o->batch_bytes - (int64_t)ingest_batch_bytes(b);
+        int64_t max_bytes = room_bytes / 2 < (1 << 20) ? (1 << 20) : room_bytes / 2;
+        an_status st = ingest_consumer_fetch(o->consumer, want, max_bytes, timeout, &list, &err);
         now = an_time_mono_ms();
         if (st != AN_OK) {
             if (!failing_since)
@@ -287,6 +296,7 @@ static bool write_batch(ingest_pipeline *p, ingest_batch *b)
                 an_prom_counter_add(p->m->skipped[t], (double)rep.skipped[t]);
         }
         if (st == AN_OK) {
+            atomic_store(&p->writes_failing, 0);
             an_debug("wrote %zu messages: audit %lld ms, hot %lld ms, dead letters %lld ms", b->n,
                      (long long)rep.ms[INGEST_TIER_AUDIT], (long long)rep.ms[INGEST_TIER_HOT],
                      (long long)rep.ms[INGEST_TIER_DEAD]);
@@ -304,6 +314,11 @@ static bool write_batch(ingest_pipeline *p, ingest_batch *b)
         an_prom_counter_inc(p->m->insert_failures);
         an_prom_gauge_set(p->m->clickhouse_up, 0);
         int64_t now = an_time_mono_ms();
+        int64_t none = 0;
+        atomic_compare_exchange_strong(&p->writes_failing, &none, now);
+        pthread_mutex_lock(&p->mu);
+        snprintf(p->write_error, sizeof(p->write_error), "%s", err.message);
+        pthread_mutex_unlock(&p->mu);
         if (now - last_log >= 10000 || b->attempts == 1) {
             an_warn("writing %s failed (attempt %d for a batch of %zu messages, retrying in %lld "
                     "ms; the messages stay unacked): %s",
@@ -521,9 +536,20 @@ void ingest_pipeline_stop(ingest_pipeline *p)
 
 an_status ingest_pipeline_ready(ingest_pipeline *p, an_error *err)
 {
-    int64_t age = an_time_mono_ms() - atomic_load(&p->last_fetch_ok);
+    int64_t now = an_time_mono_ms();
+    int64_t age = now - atomic_load(&p->last_fetch_ok);
     if (age > 10000)
         return an_error_set(err, AN_UNAVAILABLE, "no successful fetch from JetStream for %lld s",
                             (long long)(age / 1000));
+    int64_t failing = atomic_load(&p->writes_failing);
+    if (failing && now - failing > 30000) {
+        char msg[AN_ERROR_MSG_MAX];
+        pthread_mutex_lock(&p->mu);
+        snprintf(msg, sizeof(msg), "%s", p->write_error);
+        pthread_mutex_unlock(&p->mu);
+        return an_error_set(err, AN_UNAVAILABLE,
+                            "writing to ClickHouse has failed for %lld s: %.300s",
+                            (long long)((now - failing) / 1000), msg);
+    }
     return AN_OK;
 }

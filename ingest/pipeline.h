@@ -12,9 +12,10 @@
  *             ("+WPI" once a third of the ack wait passed) and reads the
  *             consumer's lag for /metrics
  *
- * Memory is bounded by a pool of three batches (one filling, one waiting,
- * one being written): when ClickHouse is down the fetcher stops fetching
- * once the pool is used up, and the messages stay unacked in JetStream.
+ * Memory is bounded by a pool of two batches (one filling, one being
+ * written), each of at most batch_rows messages and batch_bytes bytes: when
+ * ClickHouse is down the fetcher stops fetching once both are full, and the
+ * rest stays in JetStream.
  */
 #ifndef INGEST_PIPELINE_H
 #define INGEST_PIPELINE_H
@@ -58,7 +59,8 @@ an_status ingest_pipeline_start(const ingest_pipeline_options *o, ingest_pipelin
  * what cannot be written by then is handed back with a NAK), join, free. */
 void ingest_pipeline_stop(ingest_pipeline *p);
 
-/* Usable: fetching works (the last fetch succeeded within 10 s). */
+/* Usable: fetching works (the last fetch succeeded within 10 s) and writing
+ * has not been failing for more than 30 s. */
 an_status ingest_pipeline_ready(ingest_pipeline *p, an_error *err);
 
 #endif

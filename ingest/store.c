@@ -1,6 +1,7 @@
 #include "ingest/store.h"
 
 #include "common/log.h"
+#include "common/sql.h"
 #include "common/timeutil.h"
 
 #include <inttypes.h>
@@ -149,20 +150,6 @@ an_status ingest_store_ping(ingest_store *st, an_error *err)
     return an_ch_ping(st->main.ch, err);
 }
 
-/* A ClickHouse string literal. The identities put here were validated to
- * [A-Za-z0-9_.:-] (envelope.h); quoting anyway keeps that an invariant of
- * one place rather than a condition of SQL safety. */
-static void quote(an_buf *b, const char *s, size_t n)
-{
-    an_buf_addc(b, '\'');
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\'' || s[i] == '\\')
-            an_buf_addc(b, '\\');
-        an_buf_addc(b, s[i]);
-    }
-    an_buf_addc(b, '\'');
-}
-
 /* ------------------------------------------------------------- look-ups */
 
 typedef struct lookup {
@@ -250,8 +237,11 @@ static void chunk_sql(an_buf *sql, ingest_tier t, const lookup *l)
     if (t == INGEST_TIER_DEAD) {
         an_buf_addf(sql, "SELECT subject, stream_seq FROM %s WHERE stream_seq IN (",
                     ingest_tier_table(t));
-        for (size_t i = 0; i < l->n; i++)
-            an_buf_addf(sql, "%s%" PRIu64, i ? "," : "", b->msgs[l->idx[i]].stream_seq);
+        for (size_t i = 0; i < l->n; i++) {
+            if (i)
+                an_buf_addc(sql, ',');
+            an_sql_uint64(sql, b->msgs[l->idx[i]].stream_seq);
+        }
         an_buf_addc(sql, ')');
         return;
     }
@@ -277,19 +267,20 @@ static void chunk_sql(an_buf *sql, ingest_tier t, const lookup *l)
             continue;
         if (sql->len > first)
             an_buf_addc(sql, ',');
-        quote(sql, tenant, m->tenant_len);
+        an_sql_quote(sql, tenant, m->tenant_len);
     }
     an_buf_adds(sql, ") AND event_id IN (");
     for (size_t i = 0; i < l->n; i++) {
         const ingest_msg *m = &b->msgs[l->idx[i]];
         if (i)
             an_buf_addc(sql, ',');
-        quote(sql, ingest_msg_id(b, m), m->id_len);
+        an_sql_quote(sql, ingest_msg_id(b, m), m->id_len);
     }
-    an_buf_addf(sql,
-                ") AND occurred_at >= toDateTime(%" PRId64
-                ") AND occurred_at <= toDateTime(%" PRId64 ")",
-                lo, hi);
+    an_buf_adds(sql, ") AND occurred_at >= toDateTime(");
+    an_sql_int64(sql, lo);
+    an_buf_adds(sql, ") AND occurred_at <= toDateTime(");
+    an_sql_int64(sql, hi);
+    an_buf_addc(sql, ')');
 }
 
 /* Which of the messages idx[0..n) already have their row in tier t: sets

@@ -504,6 +504,21 @@ START_TEST(test_events_arrive_in_both_tiers_with_the_right_columns)
     ck_assert(metric(p, "analytics_ingest_batch_messages_count") >= 1);
     ck_assert(metric(p, "analytics_ingest_batch_write_seconds_count") >= 1);
     ck_assert_double_eq(metric(p, "analytics_ingest_consumer_pending_messages"), 0);
+
+    /* the status endpoint over NATS says the same */
+    natsMsg *reply = NULL;
+    ck_assert(natsConnection_RequestString(&reply, nc, "analytics.ingest.status", "", 5000) ==
+              NATS_OK);
+    cJSON *st = cJSON_Parse(natsMsg_GetData(reply));
+    ck_assert_ptr_nonnull(st);
+    cJSON *d = cJSON_GetObjectItem(st, "data");
+    ck_assert_str_eq(str_of(d, "stream"), stream);
+    ck_assert_str_eq(str_of(d, "consumer"), consumer);
+    ck_assert_double_eq(cJSON_GetObjectItem(d, "events")->valuedouble, 3);
+    ck_assert_double_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(d, "rowsWritten"), "hot")->valuedouble, 3);
+    cJSON_Delete(st);
+    natsMsg_Destroy(reply);
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
     free(h);
     free(ev1);
