@@ -508,8 +508,10 @@ char *metric_mat_dimensions_key(const metric_def *d)
 {
     size_t n = d->mat.ndimensions;
     char **sorted = calloc(n + 1, sizeof(char *));
-    memcpy(sorted, d->mat.dimensions, n * sizeof(char *));
-    qsort(sorted, n, sizeof(char *), cmp_str);
+    if (n > 0) {
+        memcpy(sorted, d->mat.dimensions, n * sizeof(char *));
+        qsort(sorted, n, sizeof(char *), cmp_str);
+    }
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(a, cJSON_CreateString(sorted[i]));

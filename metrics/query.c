@@ -231,7 +231,8 @@ static int cmp_dims_bucket(const void *x, const void *y, void *ud)
 
 static void sort_rows(qtable *t, int (*cmp)(const void *, const void *, void *))
 {
-    qsort_r(t->rows, t->n, sizeof(qrow), cmp, &t->ndims);
+    if (t->n > 1) /* (qsort of a NULL array is undefined, even when empty) */
+        qsort_r(t->rows, t->n, sizeof(qrow), cmp, &t->ndims);
 }
 
 static size_t bucket_count(int64_t from, int64_t to, an_template_granularity g, size_t cap)

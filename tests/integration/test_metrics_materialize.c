@@ -137,7 +137,7 @@ static void deprecate(const char *tenant, const char *scope, const char *id)
 
 START_TEST(test_metrics_materialize_two_replicas_run_each_tick_once)
 {
-    cluster c;
+    cluster c = {"", ""};
     cluster_init(&c);
     char *t = th_unique("tm");
     int64_t minute = seed_recent(t);
@@ -280,7 +280,7 @@ END_TEST
 
 START_TEST(test_metrics_materialize_killed_replica_is_taken_over)
 {
-    cluster c;
+    cluster c = {"", ""};
     cluster_init(&c);
     char *t = th_unique("tk");
     seed_recent(t);
