@@ -204,7 +204,7 @@ an_status store_values_put(an_ch *ch, const char *metric_id, an_template_granula
         an_ch_batch_add_float(b, v[i].value);
         an_ch_batch_add_datetime(b, an_time_floor_div(computed_at_ms, 1000));
         an_ch_batch_add_uint(b, (uint64_t)computed_at_ms);
-        an_ch_batch_add_uint(b, 0);
+        an_ch_batch_add_uint(b, v[i].deleted ? 1 : 0);
         s = an_ch_batch_end_row(b, err);
     }
     /* A re-run inserts the same keys with a higher version: safe to retry. */
@@ -251,6 +251,27 @@ an_status store_values_read(an_ch *reader, const store_values_query *q, store_va
     an_sql_uint64(&sql, q->limit);
     values_ctx x = {fn, ud};
     an_status s = an_ch_query(reader, an_buf_str(&sql), NULL, on_value, &x, err);
+    an_buf_free(&sql);
+    return s;
+}
+
+an_status store_values_keys(an_ch *ch, const char *metric_id, an_template_granularity g,
+                            int64_t from_ms, int64_t to_ms, store_value_fn fn, void *ud,
+                            an_error *err)
+{
+    an_buf sql = AN_BUF_INIT;
+    an_buf_adds(&sql, "SELECT tenant_id, toUnixTimestamp(bucket), dimensions, '' FROM "
+                      "analytics.metric_values FINAL WHERE metric_id = ");
+    an_sql_quote_str(&sql, metric_id);
+    an_buf_adds(&sql, " AND granularity = ");
+    an_sql_quote_str(&sql, an_template_granularity_name(g));
+    an_buf_adds(&sql, " AND bucket >= toDateTime(");
+    an_sql_int64(&sql, an_time_floor_div(from_ms, 1000));
+    an_buf_adds(&sql, ") AND bucket < toDateTime(");
+    an_sql_int64(&sql, an_time_floor_div(to_ms, 1000));
+    an_buf_adds(&sql, ") AND deleted = 0");
+    values_ctx x = {fn, ud};
+    an_status s = an_ch_query(ch, an_buf_str(&sql), NULL, on_value, &x, err);
     an_buf_free(&sql);
     return s;
 }

@@ -55,6 +55,7 @@ typedef struct store_value {
     int64_t bucket_ms;
     const char *dimensions; /* canonical JSON object, keys sorted, {} for none */
     double value;           /* NaN for "no value" */
+    bool deleted;           /* a tombstone: the key has no value any more */
 } store_value;
 
 /* Insert values of one metric and granularity (one INSERT). */
@@ -77,6 +78,13 @@ typedef struct store_values_query {
 /* Read values (run as the reader). value is ClickHouse's text of the Float64
  * ("nan" for no value). */
 an_status store_values_read(an_ch *reader, const store_values_query *q, store_value_fn fn, void *ud,
+                            an_error *err);
+
+/* The live keys of a metric's values at granularity g in [from, to) (value
+ * is "" in the callback), for tombstoning the keys a recomputation no
+ * longer produces (after a template change, say). */
+an_status store_values_keys(an_ch *ch, const char *metric_id, an_template_granularity g,
+                            int64_t from_ms, int64_t to_ms, store_value_fn fn, void *ud,
                             an_error *err);
 
 typedef struct store_run {
