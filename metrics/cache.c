@@ -95,7 +95,7 @@ an_status cache_def_put(redisContext *r, const char *prefix, const metric_def *d
     char *key = def_key(prefix, d->id);
     const char *args[] = {key, ver, an_buf_str(&value), ttl};
     redisReply *rep = NULL;
-    an_status s = an_redis_eval(r, &set_if_newer, 1, 3, args, NULL, &rep, err);
+    an_status s = an_redis_eval(r, &set_if_newer, 1, 4, args, NULL, &rep, err);
     freeReplyObject(rep);
     free(key);
     an_buf_free(&value);
