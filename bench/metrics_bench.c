@@ -2,16 +2,20 @@
  * metrics_bench - latency of analytics.metrics.query for one metric, and the
  * exact SQL the service runs for it, for bench/metrics.sh.
  *
- *   metrics_bench -t TENANT -n N -u UNIT -p PARAMS_JSON -o SQL_FILE NAME TEMPLATE
+ *   metrics_bench -t TENANT -n N [-k BATCH] -u UNIT -p PARAMS_JSON -o SQL_FILE
+ *                 [-d DIRECT_CMD] NAME TEMPLATE
  *
- * Creates the metric NAME (TEMPLATE, UNIT) for TENANT over NATS, then:
+ * Creates the metric NAME (TEMPLATE, UNIT) for TENANT over NATS, writes to
+ * SQL_FILE the statement the service runs for PARAMS_JSON (common/template's
+ * binding for TENANT, wrapped as metrics/query.c wraps it), BATCH times
+ * (default 5), then:
  *   - 3 warm-up queries, then N queries with "cache": false (ClickHouse
- *     every time): prints "live p50_ms=.. p95_ms=.. p99_ms=.. rows=..";
+ *     every time) in rounds of BATCH, running the shell command DIRECT_CMD
+ *     after each round (bench/metrics.sh: clickhouse-client on SQL_FILE), so
+ *     the service and the direct SQL see the same load over the run; prints
+ *     "live p50_ms=.. p95_ms=.. p99_ms=.. rows=..";
  *   - N queries with the cache on (after one that fills it): prints
- *     "cached p50_ms=.. p95_ms=.. p99_ms=..";
- *   - writes to SQL_FILE the statement the service runs for PARAMS_JSON
- *     (common/template's binding for TENANT, wrapped as metrics/query.c
- *     wraps it), N times, for clickhouse-client --multiquery --time.
+ *     "cached p50_ms=.. p95_ms=.. p99_ms=..".
  * PARAMS_JSON holds from/to (whole buckets, so the service's alignment
  * changes nothing), granularity, dimensions, filters.
  * Needs ANALYTICS_NATS_URL, ANALYTICS_JWT_SECRET; ANALYTICS_METRICS_MAX_ROWS
@@ -71,8 +75,9 @@ static int ok_reply(const char *r)
     return r && strncmp(r, "{\"data\":", 8) == 0;
 }
 
-/* n timed queries of body; fills ms[]; returns rows of the last answer or -1. */
-static int measure(const char *body, int n, double *ms)
+/* n timed queries of body; fills ms[] (sorted when sort); returns rows of
+ * the last answer or -1. */
+static int measure(const char *body, int n, double *ms, int sort)
 {
     int rows = -1;
     for (int i = 0; i < n; i++) {
@@ -91,15 +96,16 @@ static int measure(const char *body, int n, double *ms)
         }
         free(r);
     }
-    qsort(ms, (size_t)n, sizeof(double), cmp_double);
+    if (sort)
+        qsort(ms, (size_t)n, sizeof(double), cmp_double);
     return rows;
 }
 
 int main(int argc, char **argv)
 {
-    const char *tenant = NULL, *unit = "count", *params = "{}", *sql_file = NULL;
-    int n = 50, opt;
-    while ((opt = getopt(argc, argv, "t:n:u:p:o:")) != -1) {
+    const char *tenant = NULL, *unit = "count", *params = "{}", *sql_file = NULL, *direct = NULL;
+    int n = 50, batch = 5, opt;
+    while ((opt = getopt(argc, argv, "t:n:k:u:p:o:d:")) != -1) {
         switch (opt) {
         case 't':
             tenant = optarg;
@@ -116,11 +122,17 @@ int main(int argc, char **argv)
         case 'o':
             sql_file = optarg;
             break;
+        case 'k':
+            batch = atoi(optarg);
+            break;
+        case 'd':
+            direct = optarg;
+            break;
         default:
             return 2;
         }
     }
-    if (!tenant || !sql_file || optind + 2 != argc || n < 1) {
+    if (!tenant || !sql_file || optind + 2 != argc || n < 1 || batch < 1) {
         fprintf(stderr, "usage: metrics_bench -t TENANT -n N -u UNIT -p PARAMS_JSON -o SQL_FILE "
                         "NAME TEMPLATE\n");
         return 2;
@@ -181,20 +193,6 @@ int main(int argc, char **argv)
     cJSON_ReplaceItemInObject(p, "cache", cJSON_CreateBool(1));
     char *cached_body = cJSON_PrintUnformatted(p);
 
-    double *ms = calloc((size_t)n, sizeof(double));
-    double warm[3];
-    if (measure(live_body, 3, warm) < 0)
-        return 1;
-    int rows = measure(live_body, n, ms);
-    if (rows < 0)
-        return 1;
-    printf("live p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f rows=%d\n", pct(ms, n, 0.5), pct(ms, n, 0.95),
-           pct(ms, n, 0.99), rows);
-    if (measure(cached_body, 1, warm) < 0 || measure(cached_body, n, ms) < 0)
-        return 1;
-    printf("cached p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f\n", pct(ms, n, 0.5), pct(ms, n, 0.95),
-           pct(ms, n, 0.99));
-
     /* the SQL the service runs, as metrics/query.c builds it */
     an_template_params tp;
     an_error err = {0};
@@ -214,9 +212,32 @@ int main(int argc, char **argv)
     FILE *f = fopen(sql_file, "w");
     if (!f)
         return 2;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < batch; i++)
         fprintf(f, "%s FORMAT TabSeparatedWithNamesAndTypes;\n", an_buf_str(&sql));
     fclose(f);
+
+    double *ms = calloc((size_t)n + (size_t)batch, sizeof(double));
+    double warm[3];
+    if (measure(live_body, 3, warm, 1) < 0)
+        return 1;
+    int rows = 0, done = 0;
+    while (done < n) {
+        int k = n - done < batch ? n - done : batch;
+        if ((rows = measure(live_body, k, ms + done, 0)) < 0)
+            return 1;
+        done += k;
+        if (direct && system(direct) != 0) {
+            fprintf(stderr, "metrics_bench: %s failed\n", direct);
+            return 1;
+        }
+    }
+    qsort(ms, (size_t)n, sizeof(double), cmp_double);
+    printf("live p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f rows=%d\n", pct(ms, n, 0.5), pct(ms, n, 0.95),
+           pct(ms, n, 0.99), rows);
+    if (measure(cached_body, 1, warm, 1) < 0 || measure(cached_body, n, ms, 1) < 0)
+        return 1;
+    printf("cached p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f\n", pct(ms, n, 0.5), pct(ms, n, 0.95),
+           pct(ms, n, 0.99));
     an_buf_free(&sql);
     an_template_params_free(&tp);
     cJSON_Delete(p);
