@@ -220,7 +220,7 @@ an_status metrics_handle_create(an_request *req, cJSON **data, an_error *err)
     if ((s = metric_apply(&d, body, true, skip, err)) != AN_OK)
         goto done;
     d.tenant_id = tenant ? strdup(tenant) : NULL;
-    if ((s = describe(ctx, &d, err)) != AN_OK)
+    if ((s = metric_check_owner(&d, err)) != AN_OK || (s = describe(ctx, &d, err)) != AN_OK)
         goto done;
     if ((s = an_ulid_new_str(d.id, err)) != AN_OK)
         goto done;
@@ -405,9 +405,13 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
         next.status = strdup("deprecated");
     } else {
         static const char *const skip[] = {"id", "expectedVersion", NULL};
-        if ((s = metric_apply(&next, body, false, skip, err)) != AN_OK)
+        if ((s = metric_apply(&next, body, false, skip, err)) != AN_OK ||
+            (s = metric_check_owner(&next, err)) != AN_OK)
             goto out;
-        if (strcmp(next.query, cur.query) != 0 || (next.schedule != NULL) != (cur.schedule != NULL))
+        /* what the template runs with changed: ClickHouse checks it again */
+        if (cJSON_GetObjectItemCaseSensitive(body, "query") ||
+            cJSON_GetObjectItemCaseSensitive(body, "schedule") ||
+            cJSON_GetObjectItemCaseSensitive(body, "materialize"))
             if ((s = describe(ctx, &next, err)) != AN_OK)
                 goto out;
     }

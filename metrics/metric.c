@@ -318,6 +318,19 @@ static an_status check_schedulable(const metric_def *d, an_error *err)
     return AN_OK;
 }
 
+an_status metric_check_owner(const metric_def *d, an_error *err)
+{
+    if (d->tenant_id || !d->schedule)
+        return AN_OK;
+    unsigned used = 0;
+    an_template_scan(d->query, strlen(d->query), &used, NULL);
+    if (!(used & AN_TEMPLATE_USES_DIMENSIONS))
+        return an_error_field(err, AN_INVALID_ARGUMENT, "schedule",
+                              "schedule: a platform metric is materialized per tenant: its "
+                              "template needs {{dimensions}} and {{group_by}}");
+    return AN_OK;
+}
+
 an_status metric_apply(metric_def *d, const cJSON *body, bool create, const char *const *skip,
                        an_error *err)
 {

@@ -91,6 +91,11 @@ char *metric_mat_dimensions_key(const metric_def *d);
  * the materialization settings. */
 void metric_spec_hash(const metric_def *d, char out[65]);
 
+/* Checks that need the owner (d->tenant_id set): a scheduled platform
+ * metric is materialized per tenant, so its template needs {{dimensions}}
+ * and {{group_by}}. AN_INVALID_ARGUMENT, field "schedule". */
+an_status metric_check_owner(const metric_def *d, an_error *err);
+
 /* True for "count", "bytes", "microUSD": an empty bucket is 0. The others
  * (ratio, seconds: averages and rates) leave it null. */
 bool metric_unit_fills_zero(const char *unit);

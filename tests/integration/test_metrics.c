@@ -448,6 +448,14 @@ START_TEST(test_metrics_platform_metric_needs_the_admin_scope)
                      name);
     cJSON *r = mf_call("create", t, NULL, b);
     mf_expect_error(r, "permission_denied", "tenantId");
+    /* a scheduled platform metric is materialized per tenant: it needs {{dimensions}} */
+    cJSON *ns = mf_callf("create", NULL, "platform:admin",
+                         "{\"name\":\"%s x\",\"unit\":\"count\",\"tenantId\":null,\"schedule\":"
+                         "\"@hourly\",\"query\":\"SELECT {{bucket}} AS bucket, count() AS value "
+                         "FROM {{events}} WHERE {{time_range}} GROUP BY bucket\"}",
+                         name);
+    mf_expect_error(ns, "invalid_argument", "schedule");
+    cJSON_Delete(ns);
     cJSON *a = mf_call("create", NULL, "platform:admin", b);
     cJSON *ad = mf_data(a);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItem(ad, "tenantId")));
