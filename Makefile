@@ -10,7 +10,7 @@
 CC      ?= gcc
 BUILD   ?= build
 SAN     ?=
-PKGS    := libnats hiredis libcjson libuv libcurl libcrypto libjwt
+PKGS    := libnats hiredis libcjson libuv libcurl libcrypto libjwt xlsxwriter cairo
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
            -fno-omit-frame-pointer -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -31,6 +31,9 @@ UNIT_SRC     := $(wildcard tests/unit/*.c)
 INTEG_SRC    := $(wildcard tests/integration/*.c)
 TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# Unit tests reach a service's modules (not its main.c) by linking them in.
+SVC_MOD_SRC  := $(filter-out %/main.c,$(foreach s,$(SERVICES),$(wildcard $(s)/*.c)))
+SVC_MOD_OBJ  := $(SVC_MOD_SRC:%.c=$(BUILD)/%.o)
 HELPER_SRC   := $(wildcard tests/helpers/*.c)
 HELPER_BINS  := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
 BENCH_SRC    := $(wildcard bench/*.c)
@@ -74,7 +77,7 @@ $(BUILD)/tests/run_tests.o: tests/run_tests.c $(BUILD)/tests/suites.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(BUILD)/tests -MMD -MP -c $< -o $@
 
-$(BUILD)/tests/run_tests: $(TEST_OBJ) $(LIB)
+$(BUILD)/tests/run_tests: $(TEST_OBJ) $(SVC_MOD_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/helpers/%: $(BUILD)/tests/helpers/%.o $(LIB)

@@ -13,9 +13,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml curl ca-certificates"
+PKGS_RUNTIME="nats-server redis-server clickhouse-server clickhouse-client python3 python3-yaml python3-openpyxl curl ca-certificates"
 PKGS_BUILD="build-essential pkg-config libnats-dev libhiredis-dev libcjson-dev libuv1-dev \
-libcurl4-openssl-dev libssl-dev libjwt-dev check libsubunit-dev clang-format cppcheck"
+libcurl4-openssl-dev libssl-dev libjwt-dev libxlsxwriter-dev check libsubunit-dev clang-format cppcheck \
+libcairo2-dev"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -24,13 +25,32 @@ cmd_install() {
     for p in $PKGS_RUNTIME $PKGS_BUILD "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    if [ ${#missing[@]} -eq 0 ]; then
-        return 0
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    install_s3rver
+}
+
+# s3rver (npm), an S3-compatible server for the exports tests; pinned, in a
+# cache dir outside the repository (ANALYTICS_S3RVER_DIR overrides it).
+S3RVER_VERSION=3.7.1
+S3RVER_DIR=${ANALYTICS_S3RVER_DIR:-/var/cache/analytics/s3rver}
+
+install_s3rver() {
+    [ -x "$S3RVER_DIR/node_modules/.bin/s3rver" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        log "npm is missing: installing nodejs and npm"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    log "installing s3rver $S3RVER_VERSION into $S3RVER_DIR"
+    mkdir -p "$S3RVER_DIR"
+    npm install --prefix "$S3RVER_DIR" --no-audit --no-fund --loglevel=error \
+        "s3rver@$S3RVER_VERSION" >/dev/null
 }
 
 free_port() {
@@ -113,6 +133,15 @@ XML
             <max_execution_time>30</max_execution_time>
             <max_result_rows>1000000000</max_result_rows>
         </reader>
+        <exporter>
+            <!-- the reader's rules, with time for long exports (a 5M-row xlsx
+                 streams for over 30 s: the result is read as fast as the
+                 writer can compress it) -->
+            <readonly>1</readonly>
+            <max_memory_usage>2000000000</max_memory_usage>
+            <max_execution_time>900</max_execution_time>
+            <max_result_rows>1000000000</max_result_rows>
+        </exporter>
         <audit>
             <!-- readonly=1 as well: the audit tier is read, never queried with
                  per-query settings or table functions. -->
@@ -147,6 +176,15 @@ XML
                 <database>analytics</database>
             </allow_databases>
         </analytics_reader>
+        <analytics_exporter>
+            <password>${AN_CH_EXPORTER_PASSWORD}</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>exporter</profile>
+            <quota>default</quota>
+            <allow_databases>
+                <database>analytics</database>
+            </allow_databases>
+        </analytics_exporter>
         <analytics_audit>
             <password>${AN_CH_AUDIT_PASSWORD}</password>
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
@@ -184,10 +222,11 @@ cmd_start() {
     local nats_port nats_mon redis_port ch_http ch_tcp
     nats_port=$(free_port); nats_mon=$(free_port); redis_port=$(free_port)
     ch_http=$(free_port); ch_tcp=$(free_port)
-    export AN_CH_ADMIN_PASSWORD AN_CH_WRITER_PASSWORD AN_CH_READER_PASSWORD AN_CH_AUDIT_PASSWORD
+    export AN_CH_ADMIN_PASSWORD AN_CH_WRITER_PASSWORD AN_CH_READER_PASSWORD AN_CH_AUDIT_PASSWORD AN_CH_EXPORTER_PASSWORD
     AN_CH_ADMIN_PASSWORD=admin-$RANDOM$RANDOM
     AN_CH_WRITER_PASSWORD=writer-$RANDOM$RANDOM
     AN_CH_READER_PASSWORD=reader-$RANDOM$RANDOM
+    AN_CH_EXPORTER_PASSWORD=exporter-$RANDOM$RANDOM
     AN_CH_AUDIT_PASSWORD=audit-$RANDOM$RANDOM
 
     log "state in $dir"
@@ -219,6 +258,8 @@ export ANALYTICS_CLICKHOUSE_ADMIN_USER=default
 export ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD=$AN_CH_ADMIN_PASSWORD
 export ANALYTICS_CLICKHOUSE_READER_USER=analytics_reader
 export ANALYTICS_CLICKHOUSE_READER_PASSWORD=$AN_CH_READER_PASSWORD
+export ANALYTICS_CLICKHOUSE_EXPORTER_USER=analytics_exporter
+export ANALYTICS_CLICKHOUSE_EXPORTER_PASSWORD=$AN_CH_EXPORTER_PASSWORD
 export ANALYTICS_CLICKHOUSE_AUDIT_USER=analytics_audit
 export ANALYTICS_CLICKHOUSE_AUDIT_PASSWORD=$AN_CH_AUDIT_PASSWORD
 ENV

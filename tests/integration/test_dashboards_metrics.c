@@ -1,0 +1,371 @@
+/*
+ * test_dashboards_metrics.c - dashboards against the REAL metrics service
+ * (build/bin/metrics, branch metrics) on the local stack: metric
+ * definitions created over NATS with SQL templates, dashboards validating
+ * and rendering through them, values checked against ClickHouse.
+ *
+ * Seeded events (tenant T): user.signed_up on D2 (the day before yesterday,
+ * UTC): FR x1, US x4; on D1 (yesterday): FR x3, DE x2 (property country).
+ */
+#include "tests/harness.h"
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <jwt.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SECRET "dashm-secret-0123456789abcdefghijklmnopqrstuv"
+
+static natsConnection *nc;
+static pid_t metrics_pid, dash_pid;
+static char tenant[64];
+static long long day1, day2;
+static char dir[512];
+static char m_signups[40], m_flat[40], m_old[40]; /* metric ids */
+
+static char *bearer(const char *sub, const char *roles)
+{
+    jwt_t *jwt = NULL;
+    ck_assert_int_eq(jwt_new(&jwt), 0);
+    jwt_add_grant(jwt, "sub", sub);
+    jwt_add_grant(jwt, "tid", tenant);
+    char g[128];
+    snprintf(g, sizeof(g), "{\"roles\":%s}", roles);
+    jwt_add_grants_json(jwt, g);
+    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 3600);
+    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
+    char *t = jwt_encode_str(jwt), *b;
+    jwt_free(jwt);
+    ck_assert(asprintf(&b, "Bearer %s", t) > 0);
+    free(t);
+    return b;
+}
+
+/* Request subject as alice; returns the envelope, *code "ok" or the error code. */
+static cJSON *req(const char *subject, const char *body, const char **code)
+{
+    natsMsg *m = NULL, *reply = NULL;
+    ck_assert(natsMsg_Create(&m, subject, NULL, body, (int)strlen(body)) == NATS_OK);
+    char *a = bearer("alice", "[\"analyst\"]");
+    natsMsgHeader_Set(m, "Authorization", a);
+    free(a);
+    natsStatus s = natsConnection_RequestMsg(&reply, nc, m, 20000);
+    natsMsg_Destroy(m);
+    ck_assert_msg(s == NATS_OK, "%s: no reply (%s)", subject, natsStatus_GetText(s));
+    cJSON *env =
+        cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    ck_assert_ptr_nonnull(env);
+    static char cb[64];
+    const cJSON *e = cJSON_GetObjectItem(env, "error");
+    snprintf(cb, sizeof(cb), "%s", e ? cJSON_GetStringValue(cJSON_GetObjectItem(e, "code")) : "ok");
+    *code = cb;
+    return env;
+}
+
+static cJSON *ok(cJSON *env, const char *code)
+{
+    if (strcmp(code, "ok") != 0)
+        ck_abort_msg("expected ok, got %s", cJSON_PrintUnformatted(env));
+    return cJSON_GetObjectItem(env, "data");
+}
+
+static char *iso(long long t)
+{
+    static char b[4][40];
+    static int k;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    char *o = b[k++ % 4];
+    strftime(o, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return o;
+}
+
+static bool started(const char *log)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "grep -q '\"msg\":\"started ' %s 2>/dev/null", log);
+    return th_eventually(cmd, 20000) == 0;
+}
+
+static void create_metric(const char *name, const char *query, char *id_out)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "name", name);
+    cJSON_AddStringToObject(b, "query", query);
+    cJSON_AddStringToObject(b, "unit", "count");
+    char *body = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    const char *code;
+    cJSON *env = req("analytics.metrics.create", body, &code);
+    free(body);
+    snprintf(id_out, 40, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(ok(env, code), "id")));
+    cJSON_Delete(env);
+}
+
+static void suite_setup(void)
+{
+    char *t = th_unique("dm");
+    snprintf(tenant, sizeof(tenant), "%s", t);
+    free(t);
+    long long now = time(NULL);
+    day1 = now - now % 86400 - 86400;
+    day2 = day1 - 86400;
+    snprintf(dir, sizeof(dir), "%s", th_env("ANALYTICS_STACK_DIR"));
+    char *sql;
+    ck_assert(
+        asprintf(&sql,
+                 "INSERT INTO analytics.events (tenant_id, event_id, event_name, occurred_at, "
+                 "prop_keys, prop_values) SELECT '%s', concat(toString(n), '-', toString(k)), "
+                 "'user.signed_up', toDateTime(r.1), ['country'], [r.2] FROM (SELECT "
+                 "arrayJoin([(%lld,'FR',1),(%lld,'US',4),(%lld,'FR',3),(%lld,'DE',2)]) AS r, "
+                 "rowNumberInAllBlocks() AS n) ARRAY JOIN range(r.3) AS k",
+                 tenant, day2 + 3600, day2 + 7200, day1 + 3600, day1 + 10800) > 0);
+    free(th_ch(sql));
+    free(sql);
+    char log[700];
+    static char env[8][300];
+    snprintf(env[0], sizeof(env[0]), "ANALYTICS_JWT_SECRET=%s", SECRET);
+    snprintf(env[1], sizeof(env[1]), "ANALYTICS_HTTP_ADDR=127.0.0.1:0");
+    snprintf(env[2], sizeof(env[2]), "ANALYTICS_METRICS_SCHEDULER=false");
+    snprintf(env[3], sizeof(env[3]), "ANALYTICS_METRICS_MATERIALIZE_WORKERS=0");
+    snprintf(env[4], sizeof(env[4]), "ANALYTICS_METRICS_CACHE_TTL=0");
+    char *envp[] = {env[0], env[1], env[2], env[3], env[4], NULL};
+    char *argv[] = {"metrics", NULL};
+    snprintf(log, sizeof(log), "%s/metrics-%s.log", dir, tenant);
+    metrics_pid = th_spawn(th_bin("bin/metrics"), argv, envp, log);
+    ck_assert_msg(started(log), "metrics did not start, see %s", log);
+    /* generous: under ASan on a busy machine a first metrics query is slow */
+    snprintf(env[5], sizeof(env[5]), "ANALYTICS_DASHBOARDS_VALIDATE_TIMEOUT=20s");
+    snprintf(env[6], sizeof(env[6]), "ANALYTICS_DASHBOARDS_WIDGET_TIMEOUT=20s");
+    char *envd[] = {env[0], env[1], env[5], env[6], NULL};
+    char *argvd[] = {"dashboards", NULL};
+    snprintf(log, sizeof(log), "%s/dashboards-%s.log", dir, tenant);
+    dash_pid = th_spawn(th_bin("bin/dashboards"), argvd, envd, log);
+    ck_assert_msg(started(log), "dashboards did not start, see %s", log);
+    ck_assert(natsConnection_ConnectTo(&nc, th_env("ANALYTICS_NATS_URL")) == NATS_OK);
+    create_metric("signups",
+                  "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM "
+                  "{{events}} WHERE {{time_range}} AND event_name = 'user.signed_up' "
+                  "AND {{filters}} GROUP BY bucket{{group_by}}",
+                  m_signups);
+    create_metric("signups flat",
+                  "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} "
+                  "WHERE {{time_range}} AND event_name = 'user.signed_up' GROUP "
+                  "BY bucket",
+                  m_flat);
+    create_metric("old signups",
+                  "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} "
+                  "WHERE {{time_range}} GROUP BY bucket",
+                  m_old);
+    char body[200];
+    snprintf(body, sizeof(body), "{\"id\":\"%s\"}", m_old);
+    const char *code;
+    cJSON *env2 = req("analytics.metrics.deprecate", body, &code);
+    ok(env2, code);
+    cJSON_Delete(env2);
+    natsConnection_Destroy(nc);
+    nc = NULL;
+}
+
+static void suite_teardown(void)
+{
+    int st = -1;
+    if (dash_pid > 0)
+        kill(dash_pid, SIGTERM);
+    if (dash_pid > 0 && th_wait(dash_pid, 15000, &st, NULL) != 0)
+        th_kill(dash_pid);
+    if (metrics_pid > 0) {
+        kill(metrics_pid, SIGTERM);
+        if (th_wait(metrics_pid, 15000, NULL, NULL) != 0)
+            th_kill(metrics_pid);
+    }
+    dash_pid = metrics_pid = 0;
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dashboards did not exit cleanly (%d)",
+                  st);
+}
+
+static void setup(void)
+{
+    ck_assert(natsConnection_ConnectTo(&nc, th_env("ANALYTICS_NATS_URL")) == NATS_OK);
+}
+
+static void teardown(void)
+{
+    natsConnection_Destroy(nc);
+    nc = NULL;
+}
+
+static const cJSON *widget_of(const cJSON *r, const char *id)
+{
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItem(r, "widgets"))
+    {
+        if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(w, "id")), id))
+            return w;
+    }
+    ck_abort_msg("no widget %s", id);
+    return NULL;
+}
+
+static long long ch_count(const char *country, long long from, long long to)
+{
+    char q[600];
+    snprintf(q, sizeof(q),
+             "SELECT count() FROM analytics.events WHERE tenant_id = '%s' AND event_name = "
+             "'user.signed_up' AND occurred_at >= toDateTime(%lld) AND occurred_at < "
+             "toDateTime(%lld) %s%s%s",
+             tenant, from, to, country ? "AND prop_values[indexOf(prop_keys,'country')] = '" : "",
+             country ? country : "", country ? "'" : "");
+    return th_ch_count(q);
+}
+
+START_TEST(render_through_the_real_metrics_service)
+{
+    char body[2048];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"real\",\"widgets\":["
+             "{\"id\":\"line\",\"type\":\"line\",\"metricId\":\"%s\",\"dimensions\":[\"properties."
+             "country\"]},"
+             "{\"id\":\"pie\",\"type\":\"pie\",\"metricId\":\"%s\",\"dimensions\":[\"properties."
+             "country\"]},"
+             "{\"id\":\"big\",\"type\":\"bignumber\",\"metricId\":\"%s\"},"
+             "{\"id\":\"map\",\"type\":\"map\",\"metricId\":\"%s\",\"dimensions\":[\"properties."
+             "country\"]}]}",
+             m_signups, m_signups, m_flat, m_signups);
+    const char *code;
+    cJSON *env = req("analytics.dashboards.create", body, &code);
+    char id[40];
+    snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(ok(env, code), "id")));
+    cJSON_Delete(env);
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2),
+             iso(day1 + 86400));
+    env = req("analytics.dashboards.render", body, &code);
+    cJSON *r = ok(env, code);
+    const cJSON *line = cJSON_GetObjectItem(widget_of(r, "line"), "data");
+    ck_assert_msg(line, "line: %s", cJSON_PrintUnformatted(widget_of(r, "line")));
+    const cJSON *bk = cJSON_GetObjectItem(line, "buckets");
+    ck_assert_int_eq(cJSON_GetArraySize(bk), 2);
+    int n = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(line, "series"))
+    {
+        const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(s, "name"));
+        const cJSON *v = cJSON_GetObjectItem(s, "values");
+        ck_assert_int_eq((long long)cJSON_GetArrayItem(v, 0)->valuedouble, ch_count(c, day2, day1));
+        ck_assert_int_eq((long long)cJSON_GetArrayItem(v, 1)->valuedouble,
+                         ch_count(c, day1, day1 + 86400));
+        n++;
+    }
+    ck_assert_int_eq(n, 3);
+    const cJSON *pie = cJSON_GetObjectItem(widget_of(r, "pie"), "data");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(pie, "total")->valuedouble,
+                     (int)ch_count(NULL, day2, day1 + 86400));
+    const cJSON *big = cJSON_GetObjectItem(widget_of(r, "big"), "data");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(big, "value")->valuedouble, 10);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(big, "previous")->valuedouble, 0);
+    const cJSON *map =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(widget_of(r, "map"), "data"), "values");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(map, "US")->valuedouble, 4);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(map, "DE")->valuedouble, 2);
+    cJSON_Delete(env);
+    /* the PNG of the line, from the real data */
+    snprintf(
+        body, sizeof(body),
+        "{\"id\":\"%s\",\"widgetId\":\"line\",\"format\":\"png\",\"from\":\"%s\",\"to\":\"%s\"}",
+        id, iso(day2), iso(day1 + 86400));
+    env = req("analytics.dashboards.render-widget", body, &code);
+    const cJSON *img = cJSON_GetObjectItem(ok(env, code), "image");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(img, "width")->valuedouble, 800);
+    ck_assert(strlen(cJSON_GetStringValue(cJSON_GetObjectItem(img, "base64"))) > 1000);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/real-line.png.b64", dir);
+    FILE *f = fopen(path, "w");
+    fputs(cJSON_GetStringValue(cJSON_GetObjectItem(img, "base64")), f);
+    fclose(f);
+    char cmd[1600];
+    snprintf(cmd, sizeof(cmd),
+             "base64 -d %s | python3 -c 'import sys,struct; d=sys.stdin.buffer.read(); "
+             "assert d[:8]==b\"\\x89PNG\\r\\n\\x1a\\n\"; print(*struct.unpack(\">II\", d[16:24]))'",
+             path);
+    int rc = 0;
+    char *out = th_run(cmd, &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(out, "800 400\n");
+    free(out);
+    cJSON_Delete(env);
+}
+END_TEST
+
+START_TEST(validation_asks_the_real_metrics_service)
+{
+    char body[1024];
+    const char *code;
+    /* deprecated: refused on a new widget */
+    snprintf(body, sizeof(body),
+             "{\"name\":\"x\",\"widgets\":[{\"type\":\"line\",\"metricId\":\"%s\"}]}", m_old);
+    cJSON *env = req("analytics.dashboards.create", body, &code);
+    ck_assert_str_eq(code, "failed_precondition");
+    cJSON_Delete(env);
+    /* a template without {{dimensions}}: the dimension is refused by metrics */
+    snprintf(body, sizeof(body),
+             "{\"name\":\"x\",\"widgets\":[{\"type\":\"line\",\"metricId\":\"%s\","
+             "\"dimensions\":[\"properties.country\"]}]}",
+             m_flat);
+    env = req("analytics.dashboards.create", body, &code);
+    ck_assert_str_eq(code, "invalid_argument");
+    ck_assert_str_eq(
+        cJSON_GetStringValue(cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(env, "error"), "details"), "field")),
+        "widgets[0].dimensions");
+    cJSON_Delete(env);
+    /* unknown metric id (a well-formed ULID) */
+    snprintf(body, sizeof(body),
+             "{\"name\":\"x\",\"widgets\":[{\"type\":\"line\",\"metricId\":"
+             "\"01ARZ3NDEKTSV4RRFFQ69G5FAV\"}]}");
+    env = req("analytics.dashboards.create", body, &code);
+    ck_assert_str_eq(code, "invalid_argument");
+    cJSON_Delete(env);
+    /* a filter on the metric that has {{filters}}: accepted, and applied */
+    snprintf(
+        body, sizeof(body),
+        "{\"name\":\"x\",\"widgets\":[{\"id\":\"b\",\"type\":\"bignumber\",\"metricId\":\"%s\","
+        "\"filters\":[{\"field\":\"properties.country\",\"op\":\"in\",\"value\":[\"FR\",\"DE\"]}]}]"
+        "}",
+        m_signups);
+    env = req("analytics.dashboards.create", body, &code);
+    char id[40];
+    snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(ok(env, code), "id")));
+    cJSON_Delete(env);
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(day2),
+             iso(day1 + 86400));
+    env = req("analytics.dashboards.render", body, &code);
+    const cJSON *big = cJSON_GetObjectItem(widget_of(ok(env, code), "b"), "data");
+    ck_assert_int_eq(
+        (int)cJSON_GetObjectItem(big, "value")->valuedouble,
+        (int)(ch_count("FR", day2, day1 + 86400) + ch_count("DE", day2, day1 + 86400)));
+    ck_assert_int_eq((int)cJSON_GetObjectItem(big, "value")->valuedouble, 6);
+    cJSON_Delete(env);
+}
+END_TEST
+
+Suite *dashboards_metrics_suite(void)
+{
+    Suite *s = suite_create("dashboards_metrics");
+    TCase *tc = tcase_create("real_metrics");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, render_through_the_real_metrics_service);
+    tcase_add_test(tc, validation_asks_the_real_metrics_service);
+    suite_add_tcase(s, tc);
+    return s;
+}
