@@ -93,7 +93,7 @@ static seen *seen_for(metrics_materializer *m, const char *id, int64_t initial)
 static void free_defs(metrics_materializer *m)
 {
     for (size_t i = 0; i < m->ndefs; i++)
-        metric_def_free(&m->defs[i]);
+        metrics_def_free(&m->defs[i]);
     free(m->defs);
     m->defs = NULL;
     m->ndefs = 0;
@@ -109,7 +109,7 @@ static void refresh(metrics_materializer *m)
     size_t n = 0;
     an_status s = metrics_writer_take(ctx->conns, &ch, &e);
     if (s == AN_OK) {
-        s = store_metric_scheduled(ch, &defs, &n, &e);
+        s = metrics_store_scheduled(ch, &defs, &n, &e);
         metrics_writer_put(ctx->conns, ch);
     }
     if (s != AN_OK) {
@@ -429,8 +429,8 @@ static an_status tombstone_stale(an_ch *writer, const metric_def *d, collect *c,
     if (n > 1)
         qsort(st.keys, n, sizeof(char *), cmp_key);
     st.n = n;
-    an_status s = store_values_keys(writer, d->id, d->mat.granularity, c->from_ms, c->to_ms,
-                                    on_existing, &st, err);
+    an_status s = metrics_store_values_keys(writer, d->id, d->mat.granularity, c->from_ms, c->to_ms,
+                                            on_existing, &st, err);
     for (size_t i = 0; i < n; i++)
         free(st.keys[i]);
     free(st.keys);
@@ -485,7 +485,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
     cJSON_Delete(pj);
 
     metric_def d;
-    an_status s = store_metric_get(w->writer, id, &d, &e);
+    an_status s = metrics_store_get(w->writer, id, &d, &e);
     if (s == AN_NOT_FOUND) {
         an_info("materialize: metric %s is gone; tick dropped", id);
         return JOB_DONE;
@@ -497,7 +497,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
     job_outcome out = JOB_DONE;
     if (!d.schedule || strcmp(d.status, "active") != 0) {
         an_info("materialize: metric %s is no longer scheduled; tick dropped", id);
-        metric_def_free(&d);
+        metrics_def_free(&d);
         return JOB_DONE;
     }
     char iso[AN_TIME_ISO_LEN];
@@ -551,14 +551,14 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
         goto done;
     }
     int64_t now = an_time_now_ms();
-    if ((s = store_values_put(w->writer, d.id, g, c.v, c.n, now, &e)) != AN_OK) {
+    if ((s = metrics_store_values_put(w->writer, d.id, g, c.v, c.n, now, &e)) != AN_OK) {
         snprintf(why, why_len, "writing values: %.400s", e.message);
         out = JOB_RETRY;
         goto done;
     }
     char hash[65];
-    metric_spec_hash(&d, hash);
-    char *dims = metric_mat_dimensions_key(&d);
+    metrics_def_spec_hash(&d, hash);
+    char *dims = metrics_def_dimensions_key(&d);
     store_run run = {.tenant_id = d.tenant_id ? d.tenant_id : "",
                      .metric_id = d.id,
                      .tick_ms = tick,
@@ -574,7 +574,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
                      .attempt = job->attempt,
                      .started_ms = started,
                      .finished_ms = an_time_now_ms()};
-    s = store_run_put(w->writer, &run, &e);
+    s = metrics_store_run_put(w->writer, &run, &e);
     free(dims);
     if (s != AN_OK) {
         snprintf(why, why_len, "logging the run: %.400s", e.message);
@@ -586,7 +586,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
                values, tombstones);
 done:
     collect_free(&c);
-    metric_def_free(&d);
+    metrics_def_free(&d);
     return out;
 }
 

@@ -428,7 +428,7 @@ static char *reply_json(const query_request *q, const qtable *t, query_fill fill
 
 /* ---------------------------------------------------------------- options */
 
-an_status query_options_from_json(const cJSON *body, query_request *q, an_error *err)
+an_status metrics_query_options(const cJSON *body, query_request *q, an_error *err)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "fill");
     q->fill = QUERY_FILL_DEFAULT;
@@ -604,7 +604,7 @@ static an_status run_materialized(metrics_ctx *ctx, const query_request *q, qtab
         .limit = t->limit + 1,
     };
     mat_ctx m = {t, (const char *const *)q->params->dimensions, q->params->ndimensions};
-    s = store_values_read(ch, &vq, on_mat_row, &m, err);
+    s = metrics_store_values_read(ch, &vq, on_mat_row, &m, err);
     metrics_reader_put(ctx->conns, ch);
     return s;
 }
@@ -625,14 +625,14 @@ static an_status pick_source(metrics_ctx *ctx, const query_request *q, bool *use
         return AN_OK;
     }
     char hash[65];
-    metric_spec_hash(q->def, hash);
-    char *dims = metric_mat_dimensions_key(q->def);
+    metrics_def_spec_hash(q->def, hash);
+    char *dims = metrics_def_dimensions_key(q->def);
     an_ch *ch = NULL;
     an_status s = metrics_reader_take(ctx->conns, &ch, err);
     if (s == AN_OK) {
-        s = store_coverage(ch, q->def->tenant_id ? q->def->tenant_id : "", q->def->id, hash,
-                           q->params->granularity, dims, q->params->from_ms, q->params->to_ms, use,
-                           err);
+        s = metrics_store_coverage(ch, q->def->tenant_id ? q->def->tenant_id : "", q->def->id, hash,
+                                   q->params->granularity, dims, q->params->from_ms,
+                                   q->params->to_ms, use, err);
         metrics_reader_put(ctx->conns, ch);
     }
     free(dims);
@@ -650,7 +650,7 @@ static void cache_store(metrics_ctx *ctx, const char *key, const char *json)
     an_error e;
     an_error_clear(&e);
     if (metrics_redis_take(ctx->conns, &r, &e) != AN_OK ||
-        cache_result_put(r, key, json, ctx->cache_ttl_ms, &e) != AN_OK) {
+        metrics_cache_result_put(r, key, json, ctx->cache_ttl_ms, &e) != AN_OK) {
         an_warn("result cache: %s", e.message);
         an_prom_counter_inc(ctx->cache_errors);
     }
@@ -669,7 +669,7 @@ static cJSON *cache_lookup(metrics_ctx *ctx, const char *key)
     an_error_clear(&e);
     char *json = NULL;
     if (metrics_redis_take(ctx->conns, &r, &e) != AN_OK ||
-        cache_result_get(r, key, &json, &e) != AN_OK) {
+        metrics_cache_result_get(r, key, &json, &e) != AN_OK) {
         an_warn("result cache: %s", e.message);
         an_prom_counter_inc(ctx->cache_errors);
     }
@@ -723,7 +723,7 @@ static an_status prepare(const query_request *q, qtable *t, an_error *err)
     return AN_OK;
 }
 
-an_status query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *err)
+an_status metrics_query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *err)
 {
     qtable t;
     memset(&t, 0, sizeof(t));
@@ -732,15 +732,15 @@ an_status query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *e
         return s;
     query_fill fill = q->fill;
     if (fill == QUERY_FILL_DEFAULT)
-        fill = metric_unit_fills_zero(q->def->unit) ? QUERY_FILL_ZERO : QUERY_FILL_NULL;
+        fill = metrics_unit_fills_zero(q->def->unit) ? QUERY_FILL_ZERO : QUERY_FILL_NULL;
     if (!t.has_bucket)
         fill = QUERY_FILL_NONE;
 
     char *key = NULL;
     if (q->use_cache && !q->preview && ctx->cache_ttl_ms > 0) {
         char *params = canonical_params(q, fill);
-        key = cache_result_key(ctx->redis_prefix, q->all_tenants ? NULL : q->tenant, q->def->id,
-                               q->def->version, params);
+        key = metrics_cache_result_key(ctx->redis_prefix, q->all_tenants ? NULL : q->tenant,
+                                       q->def->id, q->def->version, params);
         free(params);
         if ((*out = cache_lookup(ctx, key)) != NULL) {
             an_prom_counter_inc(ctx->queries_cached);
