@@ -214,6 +214,13 @@ static void *scheduler_main(void *arg)
             schedule_once(m, r, q);
         else
             an_warn("scheduler: redis: %s", e.message);
+        an_queue_stats st;
+        if (an_queue_stats_get(q, &st, NULL) == AN_OK) {
+            an_prom_gauge_set(ctx->queue_waiting, (double)st.waiting);
+            an_prom_gauge_set(ctx->queue_pending, (double)st.pending);
+            an_prom_gauge_set(ctx->queue_delayed, (double)st.delayed);
+            an_prom_gauge_set(ctx->queue_dead, (double)st.dead);
+        }
         metrics_redis_put(ctx->conns, r);
         r = NULL;
         nap(m, ctx->scheduler_interval_ms);
