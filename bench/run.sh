@@ -31,5 +31,7 @@ set -e
 ./deploy/local/stack.sh stop "$STACK" 2>/dev/null
 trap - EXIT
 # The result line closes the output, so runs can be compared by their last line.
-grep -E "^bench $NAME: " "$STACK/bench.log" | tail -1 || echo "bench $NAME: failed (exit $rc)"
+line=$(grep -E "^bench $NAME: " "$STACK/bench.log" | tail -1 || true)
+[ -n "${KEEP_STACK:-}" ] || rm -rf "$STACK"
+echo "${line:-bench $NAME: failed (exit $rc)}"
 exit "$rc"

@@ -11,7 +11,9 @@
 # under a temp dir, ClickHouse migrations applied), start every service binary
 # that exists under build/bin/, show servers, schema, migrations, services and
 # their /healthz, run the demo steps that exist (deploy/local/demo.d/*.sh, in
-# name order, each with the stack env), then stop everything - also on error
+# name order, each with the stack env, RUN_STACK_DIR and RUN_BUILD_DIR; a
+# service's pid and http address are in $RUN_STACK_DIR/services/NAME.pid and
+# NAME.addr), then stop everything - also on error
 # or Ctrl-C.
 #
 # Environment: BUILD (default build), RUN_SERVICE_WAIT_S (default 15: how long
@@ -138,9 +140,11 @@ section "Services"
 # Shared by the services of this run; appended to the stack env so that
 # `--keep` users who source it can mint tokens the services accept.
 JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+HMAC_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 cat >>"$STACK/env" <<ENV
 # added by deploy/local/run.sh for the services it starts
 export ANALYTICS_JWT_SECRET=$JWT_SECRET
+export ANALYTICS_INGEST_HMAC_KEY=$HMAC_KEY
 export ANALYTICS_LOG_LEVEL=\${ANALYTICS_LOG_LEVEL:-info}
 ENV
 # shellcheck disable=SC1091
@@ -156,6 +160,9 @@ for name in $SERVICES; do
     ANALYTICS_HTTP_ADDR="127.0.0.1:$port" "$bin" </dev/null >>"$STACK/services/$name.log" 2>&1 &
     PIDS[$name]=$!
     PORTS[$name]=$port
+    # for the demo steps: which pid and address each service has
+    echo "${PIDS[$name]}" >"$STACK/services/$name.pid"
+    echo "127.0.0.1:$port" >"$STACK/services/$name.addr"
     note "$(printf '%-11s' "$name") started, pid ${PIDS[$name]}, http 127.0.0.1:$port, log $STACK/services/$name.log"
 done
 if [ ${#PIDS[@]} -eq 0 ]; then

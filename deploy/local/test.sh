@@ -38,5 +38,7 @@ set -e
 trap - EXIT
 # Repeat Check's summary as the closing line (the tests' logs come before it).
 summary=$(grep -E '^[0-9]+%: Checks: ' "$STACK/tests.log" | tail -1 || true)
+# The stack's data (GBs after the big tests) goes, unless kept for a look.
+if [ "$rc" -eq 0 ] && [ -z "${KEEP_STACK:-}" ]; then rm -rf "$STACK"; else echo "[test] stack data kept in $STACK" >&2; fi
 echo "${summary:-no Check summary: the runner failed to start (exit $rc)}"
 exit "$rc"

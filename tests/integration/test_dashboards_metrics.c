@@ -151,29 +151,50 @@ static void suite_setup(void)
     snprintf(log, sizeof(log), "%s/dashboards-%s.log", dir, tenant);
     dash_pid = th_spawn(th_bin("bin/dashboards"), argvd, envd, log);
     ck_assert_msg(started(log), "dashboards did not start, see %s", log);
-    ck_assert(natsConnection_ConnectTo(&nc, th_env("ANALYTICS_NATS_URL")) == NATS_OK);
-    create_metric("signups",
-                  "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM "
-                  "{{events}} WHERE {{time_range}} AND event_name = 'user.signed_up' "
-                  "AND {{filters}} GROUP BY bucket{{group_by}}",
-                  m_signups);
-    create_metric("signups flat",
-                  "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} "
-                  "WHERE {{time_range}} AND event_name = 'user.signed_up' GROUP "
-                  "BY bucket",
-                  m_flat);
-    create_metric("old signups",
-                  "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} "
-                  "WHERE {{time_range}} GROUP BY bucket",
-                  m_old);
-    char body[200];
-    snprintf(body, sizeof(body), "{\"id\":\"%s\"}", m_old);
-    const char *code;
-    cJSON *env2 = req("analytics.metrics.deprecate", body, &code);
-    ok(env2, code);
-    cJSON_Delete(env2);
-    natsConnection_Destroy(nc);
-    nc = NULL;
+    /* The metrics are made in a child process: this fixture runs in the
+     * runner itself, and a NATS connection there (library threads) would be
+     * inherited half-dead by every test forked after it. */
+    int fds[2];
+    ck_assert(pipe(fds) == 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        ck_assert(natsConnection_ConnectTo(&nc, th_env("ANALYTICS_NATS_URL")) == NATS_OK);
+        create_metric("signups",
+                      "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM "
+                      "{{events}} WHERE {{time_range}} AND event_name = 'user.signed_up' "
+                      "AND {{filters}} GROUP BY bucket{{group_by}}",
+                      m_signups);
+        create_metric("signups flat",
+                      "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} "
+                      "WHERE {{time_range}} AND event_name = 'user.signed_up' GROUP "
+                      "BY bucket",
+                      m_flat);
+        create_metric("old signups",
+                      "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} "
+                      "WHERE {{time_range}} GROUP BY bucket",
+                      m_old);
+        char body[200];
+        snprintf(body, sizeof(body), "{\"id\":\"%s\"}", m_old);
+        const char *code;
+        cJSON *env2 = req("analytics.metrics.deprecate", body, &code);
+        ok(env2, code);
+        cJSON_Delete(env2);
+        natsConnection_Destroy(nc);
+        nc = NULL;
+        char ids[200];
+        int n = snprintf(ids, sizeof(ids), "%s %s %s", m_signups, m_flat, m_old);
+        _exit(write(fds[1], ids, (size_t)n) == n ? 0 : 1);
+    }
+    close(fds[1]);
+    char ids[200] = {0};
+    ssize_t got = read(fds[0], ids, sizeof(ids) - 1);
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(got > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "creating the metrics failed");
+    ck_assert_int_eq(sscanf(ids, "%39s %39s %39s", m_signups, m_flat, m_old), 3);
 }
 
 static void suite_teardown(void)

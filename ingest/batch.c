@@ -1,0 +1,229 @@
+#include "ingest/batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Column lists: the RowBinary layout must match the tables exactly; the
+ * client checks it against DESCRIBE TABLE before the first insert. */
+static const an_ch_column hot_cols[] = {
+    {"tenant_id", AN_CH_STRING},         {"event_id", AN_CH_STRING},
+    {"event_name", AN_CH_STRING},        {"occurred_at", AN_CH_DATETIME},
+    {"occurred_ms", AN_CH_UINT16},       {"ingested_at", AN_CH_DATETIME},
+    {"actor_type", AN_CH_STRING},        {"actor_id", AN_CH_STRING},
+    {"actor_key_id", AN_CH_STRING},      {"correlation_id", AN_CH_STRING},
+    {"properties", AN_CH_STRING},        {"prop_keys", AN_CH_ARRAY_STRING},
+    {"prop_values", AN_CH_ARRAY_STRING},
+};
+
+static const an_ch_column audit_cols[] = {
+    {"tenant_id", AN_CH_STRING},     {"event_id", AN_CH_STRING},      {"event_name", AN_CH_STRING},
+    {"subject", AN_CH_STRING},       {"occurred_at", AN_CH_DATETIME}, {"occurred_ms", AN_CH_UINT16},
+    {"received_at", AN_CH_DATETIME}, {"stream_seq", AN_CH_UINT64},    {"payload", AN_CH_STRING},
+};
+
+static const an_ch_column dead_cols[] = {
+    {"received_at", AN_CH_DATETIME}, {"received_ms", AN_CH_UINT16}, {"subject", AN_CH_STRING},
+    {"stream_seq", AN_CH_UINT64},    {"reason", AN_CH_STRING},      {"detail", AN_CH_STRING},
+    {"tenant_id", AN_CH_STRING},     {"event_id", AN_CH_STRING},    {"headers", AN_CH_STRING},
+    {"raw", AN_CH_STRING},
+};
+
+static const struct {
+    const char *table, *name;
+    const an_ch_column *cols;
+    size_t ncols;
+} tiers[INGEST_TIERS] = {
+    {"analytics.events", "hot", hot_cols, sizeof(hot_cols) / sizeof(hot_cols[0])},
+    {"analytics_audit.events", "audit", audit_cols, sizeof(audit_cols) / sizeof(audit_cols[0])},
+    {"analytics_audit.dead_letters", "dead_letter", dead_cols,
+     sizeof(dead_cols) / sizeof(dead_cols[0])},
+};
+
+const char *ingest_tier_table(ingest_tier t)
+{
+    return tiers[t].table;
+}
+
+const char *ingest_tier_name(ingest_tier t)
+{
+    return tiers[t].name;
+}
+
+#define NO_REPLY UINT32_MAX
+
+an_status ingest_batch_new(ingest_batch **out, an_error *err)
+{
+    ingest_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        abort();
+    for (int t = 0; t < INGEST_TIERS; t++) {
+        an_status s = an_ch_batch_new(tiers[t].table, tiers[t].cols, tiers[t].ncols,
+                                      AN_CH_FORMAT_ROWBINARY, &b->rows[t], err);
+        if (s != AN_OK) {
+            ingest_batch_free(b);
+            return s;
+        }
+    }
+    *out = b;
+    return AN_OK;
+}
+
+void ingest_batch_free(ingest_batch *b)
+{
+    if (!b)
+        return;
+    for (int t = 0; t < INGEST_TIERS; t++)
+        an_ch_batch_free(b->rows[t]);
+    free(b->msgs);
+    an_buf_free(&b->arena);
+    free(b);
+}
+
+void ingest_batch_reset(ingest_batch *b)
+{
+    for (int t = 0; t < INGEST_TIERS; t++) {
+        an_ch_batch_reset(b->rows[t]);
+        b->written[t] = b->uncertain[t] = false;
+        b->skipped[t] = 0;
+    }
+    b->n = b->events = b->dead = b->redelivered = 0;
+    an_buf_reset(&b->arena);
+    b->opened_ms = b->progress_ms = 0;
+    b->attempts = 0;
+}
+
+size_t ingest_batch_bytes(const ingest_batch *b)
+{
+    size_t n = b->arena.len + b->n * sizeof(ingest_msg);
+    for (int t = 0; t < INGEST_TIERS; t++)
+        n += an_ch_batch_bytes(b->rows[t]);
+    return n;
+}
+
+static ingest_msg *new_msg(ingest_batch *b, const ingest_msg_info *m)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 1024;
+        b->msgs = realloc(b->msgs, b->cap * sizeof(ingest_msg));
+        if (!b->msgs)
+            abort();
+    }
+    ingest_msg *g = &b->msgs[b->n];
+    memset(g, 0, sizeof(*g));
+    g->stream_seq = m->stream_seq;
+    g->redelivered = m->delivered > 1;
+    if (m->reply) {
+        g->reply_off = (uint32_t)b->arena.len;
+        an_buf_add(&b->arena, m->reply, strlen(m->reply) + 1);
+    } else {
+        g->reply_off = NO_REPLY;
+    }
+    for (int t = 0; t < INGEST_TIERS; t++)
+        g->start[t] = g->end[t] = (uint32_t)an_ch_batch_bytes(b->rows[t]);
+    return g;
+}
+
+/* The message's row in tier t is complete. */
+static an_status end_row(ingest_batch *b, ingest_msg *g, ingest_tier t, an_error *err)
+{
+    an_status s = an_ch_batch_end_row(b->rows[t], err);
+    g->end[t] = (uint32_t)an_ch_batch_bytes(b->rows[t]);
+    return s;
+}
+
+/* Forget a message whose row could not be built (the builder dropped the
+ * row already): take its strings back out of the arena. */
+static void drop_msg(ingest_batch *b, size_t arena_mark)
+{
+    b->arena.len = arena_mark;
+    if (b->arena.data)
+        b->arena.data[arena_mark] = '\0';
+}
+
+an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, const ingest_event *ev,
+                                 const char *key_id, an_error *err)
+{
+    size_t mark = b->arena.len;
+    ingest_msg *g = new_msg(b, m);
+    g->occurred_s = ev->occurred_ms / 1000;
+    g->key_off = (uint32_t)b->arena.len;
+    g->tenant_len = (uint16_t)ev->tenant_len;
+    g->id_len = (uint16_t)ev->id_len;
+    an_buf_add(&b->arena, ev->tenant, ev->tenant_len);
+    an_buf_addc(&b->arena, '\0');
+    an_buf_add(&b->arena, ev->id, ev->id_len);
+    an_buf_addc(&b->arena, '\0');
+
+    an_ch_batch *h = b->rows[INGEST_TIER_HOT];
+    an_ch_batch_add_str(h, ev->tenant, ev->tenant_len);
+    an_ch_batch_add_str(h, ev->id, ev->id_len);
+    an_ch_batch_add_str(h, ev->type, ev->type_len);
+    an_ch_batch_add_datetime(h, g->occurred_s);
+    an_ch_batch_add_uint(h, (uint64_t)(ev->occurred_ms % 1000));
+    an_ch_batch_add_datetime(h, m->received_ms / 1000);
+    an_ch_batch_add_str(h, ev->actor_type, ev->actor_type_len);
+    an_ch_batch_add_str(h, ev->actor_id, strlen(ev->actor_id));
+    an_ch_batch_add_cstr(h, ev->actor_id[0] ? key_id : "");
+    an_ch_batch_add_str(h, ev->correlation_id, ev->correlation_id_len);
+    an_ch_batch_add_str(h, ev->properties, ev->properties_len);
+    an_ch_batch_add_str_array(h, ev->prop_keys, ev->prop_key_lens, ev->nprops);
+    an_ch_batch_add_str_array(h, ev->prop_values, ev->prop_value_lens, ev->nprops);
+    an_status s = end_row(b, g, INGEST_TIER_HOT, err);
+    if (s != AN_OK) {
+        drop_msg(b, mark);
+        return s;
+    }
+
+    an_ch_batch *a = b->rows[INGEST_TIER_AUDIT];
+    an_ch_batch_add_str(a, ev->tenant, ev->tenant_len);
+    an_ch_batch_add_str(a, ev->id, ev->id_len);
+    an_ch_batch_add_str(a, ev->type, ev->type_len);
+    an_ch_batch_add_cstr(a, m->subject);
+    an_ch_batch_add_datetime(a, g->occurred_s);
+    an_ch_batch_add_uint(a, (uint64_t)(ev->occurred_ms % 1000));
+    an_ch_batch_add_datetime(a, m->received_ms / 1000);
+    an_ch_batch_add_uint(a, m->stream_seq);
+    an_ch_batch_add_str(a, m->raw, m->raw_len);
+    s = end_row(b, g, INGEST_TIER_AUDIT, err);
+    if (s != AN_OK)
+        abort(); /* same types as the hot row, which was accepted */
+
+    b->n++;
+    b->events++;
+    b->redelivered += g->redelivered;
+    return AN_OK;
+}
+
+an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const ingest_reject *rej,
+                                const char *headers_json, an_error *err)
+{
+    size_t mark = b->arena.len;
+    ingest_msg *g = new_msg(b, m);
+    g->dead = true;
+    g->key_off = (uint32_t)b->arena.len;
+    size_t sl = strlen(m->subject);
+    g->subject_len = (uint16_t)(sl > UINT16_MAX ? UINT16_MAX : sl);
+    an_buf_add(&b->arena, m->subject, g->subject_len);
+    an_buf_addc(&b->arena, '\0');
+
+    an_ch_batch *d = b->rows[INGEST_TIER_DEAD];
+    an_ch_batch_add_datetime(d, m->received_ms / 1000);
+    an_ch_batch_add_uint(d, (uint64_t)(m->received_ms % 1000));
+    an_ch_batch_add_cstr(d, m->subject);
+    an_ch_batch_add_uint(d, m->stream_seq);
+    an_ch_batch_add_cstr(d, ingest_reason_name(rej->reason));
+    an_ch_batch_add_cstr(d, rej->detail);
+    an_ch_batch_add_cstr(d, rej->tenant);
+    an_ch_batch_add_cstr(d, rej->id);
+    an_ch_batch_add_cstr(d, headers_json ? headers_json : "{}");
+    an_ch_batch_add_str(d, m->raw, m->raw_len);
+    an_status s = end_row(b, g, INGEST_TIER_DEAD, err);
+    if (s != AN_OK) {
+        drop_msg(b, mark);
+        return s;
+    }
+    b->n++;
+    b->dead++;
+    b->redelivered += g->redelivered;
+    return AN_OK;
+}

@@ -1,0 +1,78 @@
+/*
+ * consumer.h - the firehose on the JetStream side: the stream that captures
+ * the domain events, and the durable pull consumer every ingest replica
+ * shares.
+ *
+ * ingest_consumer_open():
+ *   - the stream (ANALYTICS_INGEST_STREAM, default ANALYTICS_FIREHOSE) is
+ *     created when missing, or updated when its subjects or limits differ
+ *     from the configuration (file storage, limits retention, discard old,
+ *     max age / bytes / messages, duplicate window, replicas). The stream is
+ *     ingest's own: its configuration is authoritative;
+ *   - the durable pull consumer (ANALYTICS_INGEST_CONSUMER, default
+ *     "ingest") is created when missing (deliver all, explicit acks, ack
+ *     wait, max ack pending, unlimited redeliveries), else updated to the
+ *     configured ack wait and max ack pending;
+ *   - a pull subscription is bound to it. Replicas bound to the same
+ *     consumer get disjoint messages; a message not acked within the ack
+ *     wait goes to whoever fetches next.
+ * Acks are explicit, one per message: AckAll would let one replica's ack
+ * cover another replica's messages still in flight.
+ *
+ * Thread-safety: fetch from one thread; ack/progress/nak and info from any.
+ */
+#ifndef INGEST_CONSUMER_H
+#define INGEST_CONSUMER_H
+
+#include "common/status.h"
+
+#include <nats/nats.h>
+#include <stdint.h>
+
+typedef struct ingest_consumer_config {
+    const char *stream;
+    const char *subjects; /* comma-separated */
+    const char *consumer;
+    int64_t max_age_ms; /* 0: unlimited */
+    int64_t max_bytes;  /* 0: unlimited */
+    int64_t max_msgs;   /* 0: unlimited */
+    int64_t duplicate_window_ms;
+    int replicas;
+    int64_t ack_wait_ms;
+    int64_t max_ack_pending;
+} ingest_consumer_config;
+
+typedef struct ingest_consumer ingest_consumer;
+
+/* nc is borrowed and must outlive the consumer. The config's strings are
+ * copied. AN_UNAVAILABLE when JetStream does not answer,
+ * AN_FAILED_PRECONDITION when the server refuses the configuration. */
+an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config *cfg,
+                               ingest_consumer **out, an_error *err);
+
+/* Unsubscribe locally (the durable consumer stays on the server) and free. */
+void ingest_consumer_close(ingest_consumer *c);
+
+/* Up to max messages and about max_bytes of them (0: no byte limit; a
+ * single larger message still comes, alone), waiting at most timeout_ms for
+ * the first. AN_OK with list->Count >= 0 (0 on timeout); the caller destroys
+ * the list (natsMsgList_Destroy). Other errors: AN_UNAVAILABLE. */
+an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, int64_t timeout_ms,
+                                natsMsgList *list, an_error *err);
+
+/* Re-create the stream/consumer and the subscription (after a server lost
+ * them, or errors that persist). */
+an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err);
+
+/* The consumer's state on the server: messages not yet delivered to any
+ * replica (lag) and messages delivered but not acked. */
+an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_t *num_ack_pending,
+                               an_error *err);
+
+/* Send "+ACK", "+WPI" (work in progress: restart the ack wait) or "-NAK"
+ * (redeliver now) for a message given its ack subject. Fire and forget. */
+void ingest_consumer_ack(ingest_consumer *c, const char *reply);
+void ingest_consumer_progress(ingest_consumer *c, const char *reply);
+void ingest_consumer_nak(ingest_consumer *c, const char *reply);
+
+#endif
