@@ -280,6 +280,46 @@ START_TEST(test_metrics_query_each_filter_operator)
 }
 END_TEST
 
+/* Ingest's hourly rollup (migration 0003, fed by a materialized view on
+ * every insert into analytics.events, the seeding included). */
+START_TEST(test_metrics_query_from_the_hourly_rollup)
+{
+    char *count_id = define(A, NULL, "rollup events", "count",
+                            "SELECT {{bucket:hour}} AS bucket{{dimensions}}, countMerge(events) AS "
+                            "value FROM {{events_hourly}} WHERE {{time_range:hour}} AND "
+                            "{{filters}} GROUP BY bucket{{group_by}}");
+    char *actors_id = define(A, NULL, "rollup actors", "count",
+                             "SELECT {{bucket:hour}} AS bucket, uniqIfMerge(actors) AS value FROM "
+                             "{{events_hourly}} WHERE {{time_range:hour}} GROUP BY bucket");
+    expect(A, count_id, D1, D5, ",\"granularity\":\"day\"",
+           "[[" B1 ",6],[" B2 ",3],[" B3 ",0],[" B4 ",1]]");
+    expect(A, count_id, D1, "2025-03-05T00:00:00Z",
+           ",\"granularity\":\"day\",\"dimensions\":[\"event_name\"]",
+           "[[" B1 ",\"course.viewed\",4],[" B1 ",\"enrollment.created\",2],"
+           "[" B2 ",\"course.viewed\",2],[" B2 ",\"enrollment.created\",1]]");
+    expect(A, count_id, "2025-03-03T10:00:00Z", "2025-03-03T12:00:00Z",
+           ",\"granularity\":\"hour\",\"filters\":[{\"field\":\"event_name\",\"op\":\"eq\","
+           "\"value\":\"course.viewed\"}]",
+           "[[\"2025-03-03T10:00:00.000Z\",3],[\"2025-03-03T11:00:00.000Z\",1]]");
+    expect(A, actors_id, D1, D5, ",\"granularity\":\"day\"",
+           "[[" B1 ",3],[" B2 ",2],[" B3 ",0],[" B4 ",1]]");
+    /* the rollup is bound to the tenant like the events: B's own rows only */
+    char *b_id = define(B, NULL, "rollup events", "count",
+                        "SELECT {{bucket:hour}} AS bucket, countMerge(events) AS value FROM "
+                        "{{events_hourly}} WHERE {{time_range:hour}} GROUP BY bucket");
+    expect(B, b_id, D1, "2025-03-05T00:00:00Z", ",\"granularity\":\"day\"",
+           "[[" B1 ",3],[" B2 ",1]]");
+    /* a property does not exist in the rollup: ClickHouse says so */
+    cJSON *r = q(A, NULL, count_id, D1, D5,
+                 ",\"granularity\":\"day\",\"dimensions\":[\"properties.country\"]");
+    mf_expect_error(r, "invalid_argument", NULL);
+    cJSON_Delete(r);
+    free(count_id);
+    free(actors_id);
+    free(b_id);
+}
+END_TEST
+
 START_TEST(test_metrics_query_refuses_what_the_template_cannot_do)
 {
     struct {
@@ -532,6 +572,7 @@ Suite *metrics_query_suite(void)
     tcase_add_test(tc, test_metrics_query_dimensions_fill_every_combination);
     tcase_add_test(tc, test_metrics_query_ratio_leaves_empty_buckets_null);
     tcase_add_test(tc, test_metrics_query_each_filter_operator);
+    tcase_add_test(tc, test_metrics_query_from_the_hourly_rollup);
     tcase_add_test(tc, test_metrics_query_refuses_what_the_template_cannot_do);
     tcase_add_test(tc, test_metrics_query_platform_metric_is_per_tenant_unless_admin);
     tcase_add_test(tc, test_metrics_query_cache_is_per_tenant_and_version);
