@@ -154,6 +154,7 @@ START_TEST(test_metrics_def_spec_reads_back_unchanged)
     ck_assert_int_eq(metrics_def_from_columns("", d.id, "n", desc, spec, "u", 0, 0, 1, &p, &err),
                      AN_OK);
     ck_assert_ptr_null(p.tenant_id);
+    metrics_def_free(&p);
     ck_assert_int_eq(
         metrics_def_from_columns("", d.id, "n", desc, "{\"query\":1}", "u", 0, 0, 1, &p, &err),
         AN_INTERNAL);
