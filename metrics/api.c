@@ -97,7 +97,7 @@ static an_status load_def(metrics_ctx *ctx, const char *id, bool fresh, metric_d
     bool have_redis = metrics_redis_take(ctx->conns, &r, &ce) == AN_OK;
     if (have_redis && !fresh) {
         bool hit = false;
-        if (cache_def_get(r, ctx->redis_prefix, id, out, &hit, &ce) == AN_OK && hit) {
+        if (metrics_cache_def_get(r, ctx->redis_prefix, id, out, &hit, &ce) == AN_OK && hit) {
             metrics_redis_put(ctx->conns, r);
             return AN_OK;
         }
@@ -105,11 +105,11 @@ static an_status load_def(metrics_ctx *ctx, const char *id, bool fresh, metric_d
     an_ch *ch = NULL;
     an_status s = metrics_writer_take(ctx->conns, &ch, err);
     if (s == AN_OK) {
-        s = store_metric_get(ch, id, out, err);
+        s = metrics_store_get(ch, id, out, err);
         metrics_writer_put(ctx->conns, ch);
     }
     if (s == AN_OK && have_redis && ctx->def_cache_ttl_ms > 0 &&
-        cache_def_put(r, ctx->redis_prefix, out, ctx->def_cache_ttl_ms, &ce) != AN_OK)
+        metrics_cache_def_put(r, ctx->redis_prefix, out, ctx->def_cache_ttl_ms, &ce) != AN_OK)
         have_redis = false;
     if (!have_redis) {
         an_warn("definition cache: %s", ce.message);
@@ -164,14 +164,14 @@ static an_status put_unique(metrics_ctx *ctx, redisContext *r, const metric_def 
         s = metrics_writer_take(ctx->conns, &ch, err);
     if (s == AN_OK && check_name) {
         bool taken = false;
-        s = store_metric_name_taken(ch, d->tenant_id, d->name, d->id, &taken, err);
+        s = metrics_store_name_taken(ch, d->tenant_id, d->name, d->id, &taken, err);
         if (s == AN_OK && taken)
             s = an_error_field(err, AN_ALREADY_EXISTS, "name",
                                "name: a metric named \"%s\" already exists%s", d->name,
                                d->tenant_id ? " in this tenant" : " among platform metrics");
     }
     if (s == AN_OK)
-        s = store_metric_put(ch, d, err);
+        s = metrics_store_put(ch, d, err);
     metrics_writer_put(ctx->conns, ch);
     if (check_name && an_lease_held(&l))
         an_lease_release(r, &l, NULL);
@@ -179,7 +179,7 @@ static an_status put_unique(metrics_ctx *ctx, redisContext *r, const metric_def 
     if (s == AN_OK && ctx->def_cache_ttl_ms > 0) {
         an_error ce;
         an_error_clear(&ce);
-        if (cache_def_put(r, ctx->redis_prefix, d, ctx->def_cache_ttl_ms, &ce) != AN_OK)
+        if (metrics_cache_def_put(r, ctx->redis_prefix, d, ctx->def_cache_ttl_ms, &ce) != AN_OK)
             an_warn("definition cache: %s", ce.message);
     }
     return s;
@@ -217,10 +217,10 @@ an_status metrics_handle_create(an_request *req, cJSON **data, an_error *err)
     metric_def d;
     memset(&d, 0, sizeof(d));
     static const char *const skip[] = {"tenantId", NULL};
-    if ((s = metric_apply(&d, body, true, skip, err)) != AN_OK)
+    if ((s = metrics_def_apply(&d, body, true, skip, err)) != AN_OK)
         goto done;
     d.tenant_id = tenant ? strdup(tenant) : NULL;
-    if ((s = describe(ctx, &d, err)) != AN_OK)
+    if ((s = metrics_def_check_owner(&d, err)) != AN_OK || (s = describe(ctx, &d, err)) != AN_OK)
         goto done;
     if ((s = an_ulid_new_str(d.id, err)) != AN_OK)
         goto done;
@@ -235,10 +235,10 @@ an_status metrics_handle_create(an_request *req, cJSON **data, an_error *err)
     metrics_redis_put(ctx->conns, r);
     if (s == AN_OK) {
         an_request_log(req, AN_LOG_INFO, "metric %s created (%s)", d.id, d.name);
-        *data = metric_to_json(&d);
+        *data = metrics_def_to_json(&d);
     }
 done:
-    metric_def_free(&d);
+    metrics_def_free(&d);
     return s;
 }
 
@@ -258,10 +258,10 @@ an_status metrics_handle_get(an_request *req, cJSON **data, an_error *err)
     if ((s = load_def(ctx, id, false, &d, err)) != AN_OK)
         return s;
     if (visible(req->auth, &d))
-        *data = metric_to_json(&d);
+        *data = metrics_def_to_json(&d);
     else
         s = not_found(id, err);
-    metric_def_free(&d);
+    metrics_def_free(&d);
     return s;
 }
 
@@ -321,7 +321,7 @@ an_status metrics_handle_list(an_request *req, cJSON **data, an_error *err)
     metric_def *defs = NULL;
     size_t n = 0;
     if ((s = metrics_writer_take(ctx->conns, &ch, err)) == AN_OK) {
-        s = store_metric_list(ch, &o, &defs, &n, err);
+        s = metrics_store_list(ch, &o, &defs, &n, err);
         metrics_writer_put(ctx->conns, ch);
     }
     if (s != AN_OK)
@@ -329,13 +329,13 @@ an_status metrics_handle_list(an_request *req, cJSON **data, an_error *err)
     cJSON *d = cJSON_CreateObject();
     cJSON *items = cJSON_AddArrayToObject(d, "items");
     for (size_t i = 0; i < n && i < want; i++)
-        cJSON_AddItemToArray(items, metric_to_json(&defs[i]));
+        cJSON_AddItemToArray(items, metrics_def_to_json(&defs[i]));
     if (n > want)
         cJSON_AddStringToObject(d, "nextPageToken", defs[want - 1].id);
     else
         cJSON_AddNullToObject(d, "nextPageToken");
     for (size_t i = 0; i < n; i++)
-        metric_def_free(&defs[i]);
+        metrics_def_free(&defs[i]);
     free(defs);
     *data = d;
     return AN_OK;
@@ -396,18 +396,22 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
         goto out;
     }
     if (deprecate && strcmp(cur.status, "deprecated") == 0) {
-        *data = metric_to_json(&cur); /* already: nothing to write */
+        *data = metrics_def_to_json(&cur); /* already: nothing to write */
         goto out;
     }
-    metric_def_copy(&next, &cur);
+    metrics_def_copy(&next, &cur);
     if (deprecate) {
         free(next.status);
         next.status = strdup("deprecated");
     } else {
         static const char *const skip[] = {"id", "expectedVersion", NULL};
-        if ((s = metric_apply(&next, body, false, skip, err)) != AN_OK)
+        if ((s = metrics_def_apply(&next, body, false, skip, err)) != AN_OK ||
+            (s = metrics_def_check_owner(&next, err)) != AN_OK)
             goto out;
-        if (strcmp(next.query, cur.query) != 0 || (next.schedule != NULL) != (cur.schedule != NULL))
+        /* what the template runs with changed: ClickHouse checks it again */
+        if (cJSON_GetObjectItemCaseSensitive(body, "query") ||
+            cJSON_GetObjectItemCaseSensitive(body, "schedule") ||
+            cJSON_GetObjectItemCaseSensitive(body, "materialize"))
             if ((s = describe(ctx, &next, err)) != AN_OK)
                 goto out;
     }
@@ -418,15 +422,15 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
     if (s == AN_OK) {
         an_request_log(req, AN_LOG_INFO, "metric %s %s, version %llu", id,
                        deprecate ? "deprecated" : "updated", (unsigned long long)next.version);
-        *data = metric_to_json(&next);
+        *data = metrics_def_to_json(&next);
     }
 out:
     if (an_lease_held(&lock))
         an_lease_release(r, &lock, NULL);
     metrics_redis_put(ctx->conns, r);
     free(lock_key);
-    metric_def_free(&cur);
-    metric_def_free(&next);
+    metrics_def_free(&cur);
+    metrics_def_free(&next);
     return s;
 }
 
@@ -524,7 +528,7 @@ an_status metrics_handle_query(an_request *req, cJSON **data, an_error *err)
     q.max_rows = (size_t)ctx->max_rows;
     metric_def d;
     memset(&d, 0, sizeof(d));
-    if ((s = query_options_from_json(body, &q, err)) != AN_OK)
+    if ((s = metrics_query_options(body, &q, err)) != AN_OK)
         goto out;
     if ((s = load_def(ctx, id, false, &d, err)) != AN_OK) {
         if (s == AN_NOT_FOUND)
@@ -538,9 +542,9 @@ an_status metrics_handle_query(an_request *req, cJSON **data, an_error *err)
     if ((s = query_scope(req, body, &d, &q, err)) != AN_OK)
         goto out;
     q.def = &d;
-    s = query_run(ctx, &q, data, err);
+    s = metrics_query_run(ctx, &q, data, err);
 out:
-    metric_def_free(&d);
+    metrics_def_free(&d);
     an_template_params_free(&params);
     return s;
 }
@@ -594,7 +598,7 @@ an_status metrics_handle_preview(an_request *req, cJSON **data, an_error *err)
     cJSON_AddItemToObject(only, "unit",
                           unit ? cJSON_Duplicate(unit, 1) : cJSON_CreateString("count"));
     cJSON_AddStringToObject(only, "name", "preview");
-    s = metric_apply(&d, only, true, NULL, err);
+    s = metrics_def_apply(&d, only, true, NULL, err);
     cJSON_Delete(only);
     if (s != AN_OK)
         goto out;
@@ -603,7 +607,7 @@ an_status metrics_handle_preview(an_request *req, cJSON **data, an_error *err)
         goto out;
     query_request q;
     memset(&q, 0, sizeof(q));
-    if ((s = query_options_from_json(body, &q, err)) != AN_OK)
+    if ((s = metrics_query_options(body, &q, err)) != AN_OK)
         goto out;
     q.def = &d;
     q.params = &params;
@@ -612,9 +616,9 @@ an_status metrics_handle_preview(an_request *req, cJSON **data, an_error *err)
     q.use_cache = false;
     q.source = QUERY_SOURCE_LIVE;
     q.max_rows = limit;
-    s = query_run(ctx, &q, data, err);
+    s = metrics_query_run(ctx, &q, data, err);
 out:
-    metric_def_free(&d);
+    metrics_def_free(&d);
     an_template_params_free(&params);
     return s;
 }

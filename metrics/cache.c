@@ -31,8 +31,8 @@ static char *def_key(const char *prefix, const char *id)
     return k;
 }
 
-an_status cache_def_get(redisContext *r, const char *prefix, const char *id, metric_def *out,
-                        bool *hit, an_error *err)
+an_status metrics_cache_def_get(redisContext *r, const char *prefix, const char *id,
+                                metric_def *out, bool *hit, an_error *err)
 {
     *hit = false;
     char *key = def_key(prefix, id);
@@ -59,24 +59,25 @@ an_status cache_def_get(redisContext *r, const char *prefix, const char *id, met
         for (int i = 0; i < 6; i++)
             ok = ok && f[i];
         /* A malformed entry is a miss (it is overwritten on the next put). */
-        if (ok && metric_from_columns(f[0], f[1], f[2], f[3], f[4], f[5], (int64_t)ca->valuedouble,
-                                      (int64_t)ua->valuedouble,
-                                      strtoull(ver->valuestring, NULL, 10), out, NULL) == AN_OK)
+        if (ok &&
+            metrics_def_from_columns(f[0], f[1], f[2], f[3], f[4], f[5], (int64_t)ca->valuedouble,
+                                     (int64_t)ua->valuedouble, strtoull(ver->valuestring, NULL, 10),
+                                     out, NULL) == AN_OK)
             *hit = strcmp(out->id, id) == 0;
         if (ok && !*hit && out->name)
-            metric_def_free(out);
+            metrics_def_free(out);
         cJSON_Delete(j);
     }
     freeReplyObject(rep);
     return AN_OK;
 }
 
-an_status cache_def_put(redisContext *r, const char *prefix, const metric_def *d, int64_t ttl_ms,
-                        an_error *err)
+an_status metrics_cache_def_put(redisContext *r, const char *prefix, const metric_def *d,
+                                int64_t ttl_ms, an_error *err)
 {
     cJSON *j = cJSON_CreateObject();
     char *desc = cJSON_PrintUnformatted(d->description);
-    char *spec = metric_spec_json(d);
+    char *spec = metrics_def_spec_json(d);
     char ver[32], ttl[32];
     snprintf(ver, sizeof(ver), "%" PRIu64, d->version);
     snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms);
@@ -95,7 +96,7 @@ an_status cache_def_put(redisContext *r, const char *prefix, const metric_def *d
     char *key = def_key(prefix, d->id);
     const char *args[] = {key, ver, an_buf_str(&value), ttl};
     redisReply *rep = NULL;
-    an_status s = an_redis_eval(r, &set_if_newer, 1, 3, args, NULL, &rep, err);
+    an_status s = an_redis_eval(r, &set_if_newer, 1, 4, args, NULL, &rep, err);
     freeReplyObject(rep);
     free(key);
     an_buf_free(&value);
@@ -106,8 +107,8 @@ an_status cache_def_put(redisContext *r, const char *prefix, const metric_def *d
     return s;
 }
 
-char *cache_result_key(const char *prefix, const char *tenant, const char *metric_id,
-                       uint64_t version, const char *params)
+char *metrics_cache_result_key(const char *prefix, const char *tenant, const char *metric_id,
+                               uint64_t version, const char *params)
 {
     char hash[AN_CRYPTO_SHA256_HEX];
     an_crypto_sha256_hex(params, strlen(params), hash, NULL);
@@ -121,7 +122,7 @@ char *cache_result_key(const char *prefix, const char *tenant, const char *metri
     return k;
 }
 
-an_status cache_result_get(redisContext *r, const char *key, char **json, an_error *err)
+an_status metrics_cache_result_get(redisContext *r, const char *key, char **json, an_error *err)
 {
     *json = NULL;
     const char *argv[] = {"GET", key};
@@ -135,8 +136,8 @@ an_status cache_result_get(redisContext *r, const char *key, char **json, an_err
     return AN_OK;
 }
 
-an_status cache_result_put(redisContext *r, const char *key, const char *json, int64_t ttl_ms,
-                           an_error *err)
+an_status metrics_cache_result_put(redisContext *r, const char *key, const char *json,
+                                   int64_t ttl_ms, an_error *err)
 {
     char ttl[32];
     snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms);

@@ -25,21 +25,21 @@
 #include <stdint.h>
 
 /* The cached definition of id: AN_OK with *hit and out filled on a hit. */
-an_status cache_def_get(redisContext *r, const char *prefix, const char *id, metric_def *out,
-                        bool *hit, an_error *err);
+an_status metrics_cache_def_get(redisContext *r, const char *prefix, const char *id,
+                                metric_def *out, bool *hit, an_error *err);
 
 /* Remember d unless a newer version is cached. ttl_ms > 0. */
-an_status cache_def_put(redisContext *r, const char *prefix, const metric_def *d, int64_t ttl_ms,
-                        an_error *err);
+an_status metrics_cache_def_put(redisContext *r, const char *prefix, const metric_def *d,
+                                int64_t ttl_ms, an_error *err);
 
 /* The result key (free it). tenant NULL: every tenant ("*"). params: the
  * canonical text of the query's parameters (any bytes). */
-char *cache_result_key(const char *prefix, const char *tenant, const char *metric_id,
-                       uint64_t version, const char *params);
+char *metrics_cache_result_key(const char *prefix, const char *tenant, const char *metric_id,
+                               uint64_t version, const char *params);
 
 /* A cached result: *json (free it) or NULL on a miss. */
-an_status cache_result_get(redisContext *r, const char *key, char **json, an_error *err);
-an_status cache_result_put(redisContext *r, const char *key, const char *json, int64_t ttl_ms,
-                           an_error *err);
+an_status metrics_cache_result_get(redisContext *r, const char *key, char **json, an_error *err);
+an_status metrics_cache_result_put(redisContext *r, const char *key, const char *json,
+                                   int64_t ttl_ms, an_error *err);
 
 #endif

@@ -94,6 +94,15 @@ static an_status init_metrics(metrics_ctx *c, an_error *err)
                                  "Schedule ticks claimed and queued by this replica.", NULL,
                                  &c->ticks_claimed, err)) != AN_OK)
         return s;
+    static const char *const states[] = {"waiting", "pending", "delayed", "dead"};
+    an_prom_gauge **gauges[] = {&c->queue_waiting, &c->queue_pending, &c->queue_delayed,
+                                &c->queue_dead};
+    for (int i = 0; i < 4; i++)
+        if ((s = an_prom_gauge_get(reg, "analytics_metrics_queue_jobs",
+                                   "Materialization jobs in the Redis queue by state (updated by "
+                                   "the scheduler).",
+                                   AN_PROM_LABELS("state", states[i]), gauges[i], err)) != AN_OK)
+            return s;
     return an_prom_histogram_get(reg, "analytics_metrics_query_seconds",
                                  "Time to compute an answer (ClickHouse and filling), cache "
                                  "hits excluded.",

@@ -93,7 +93,7 @@ static seen *seen_for(metrics_materializer *m, const char *id, int64_t initial)
 static void free_defs(metrics_materializer *m)
 {
     for (size_t i = 0; i < m->ndefs; i++)
-        metric_def_free(&m->defs[i]);
+        metrics_def_free(&m->defs[i]);
     free(m->defs);
     m->defs = NULL;
     m->ndefs = 0;
@@ -109,7 +109,7 @@ static void refresh(metrics_materializer *m)
     size_t n = 0;
     an_status s = metrics_writer_take(ctx->conns, &ch, &e);
     if (s == AN_OK) {
-        s = store_metric_scheduled(ch, &defs, &n, &e);
+        s = metrics_store_scheduled(ch, &defs, &n, &e);
         metrics_writer_put(ctx->conns, ch);
     }
     if (s != AN_OK) {
@@ -214,6 +214,13 @@ static void *scheduler_main(void *arg)
             schedule_once(m, r, q);
         else
             an_warn("scheduler: redis: %s", e.message);
+        an_queue_stats st;
+        if (an_queue_stats_get(q, &st, NULL) == AN_OK) {
+            an_prom_gauge_set(ctx->queue_waiting, (double)st.waiting);
+            an_prom_gauge_set(ctx->queue_pending, (double)st.pending);
+            an_prom_gauge_set(ctx->queue_delayed, (double)st.delayed);
+            an_prom_gauge_set(ctx->queue_dead, (double)st.dead);
+        }
         metrics_redis_put(ctx->conns, r);
         r = NULL;
         nap(m, ctx->scheduler_interval_ms);
@@ -332,6 +339,7 @@ static an_status on_row(void *ud, const an_ch_row *row, an_error *err)
         c->v = bigger;
     }
     store_value *sv = &c->v[c->n++];
+    sv->deleted = false;
     sv->bucket_ms = bucket;
     sv->dimensions = keep(c, cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
@@ -359,6 +367,81 @@ static an_status compute(an_ch *reader, const metric_def *d, an_template_params 
         s = an_ch_query(reader, an_buf_str(&sql), NULL, on_row, c, err);
     }
     an_buf_free(&sql);
+    return s;
+}
+
+/* --------------------------------------------- tombstones for stale keys */
+
+typedef struct stale {
+    collect *c;
+    char **keys; /* "tenant\x1f bucket \x1f dimensions" of the new values, sorted */
+    size_t n;
+    size_t added;
+} stale;
+
+static char *value_key(const char *tenant, int64_t bucket_ms, const char *dims)
+{
+    char *k;
+    if (asprintf(&k, "%s\x1f%" PRId64 "\x1f%s", tenant, bucket_ms, dims) < 0)
+        abort();
+    return k;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static an_status on_existing(void *ud, const char *tenant_id, int64_t bucket_ms,
+                             const char *dimensions, const char *value, an_error *err)
+{
+    (void)value;
+    (void)err;
+    stale *st = ud;
+    char *k = value_key(tenant_id, bucket_ms, dimensions);
+    bool found = st->n && bsearch(&k, st->keys, st->n, sizeof(char *), cmp_key) != NULL;
+    free(k);
+    if (found)
+        return AN_OK;
+    /* a key the recomputation no longer produces: tombstone it */
+    collect *c = st->c;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        store_value *bigger = realloc(c->v, c->cap * sizeof(*bigger));
+        if (!bigger)
+            abort();
+        c->v = bigger;
+    }
+    store_value *sv = &c->v[c->n++];
+    sv->tenant_id = keep(c, strdup(tenant_id));
+    sv->bucket_ms = bucket_ms;
+    sv->dimensions = keep(c, strdup(dimensions));
+    sv->value = NAN;
+    sv->deleted = true;
+    st->added++;
+    return AN_OK;
+}
+
+/* Add to c tombstones for the live values of [from, to) it does not
+ * rewrite (after a template or dimension change they would be read as the
+ * new computation's); *added says how many. */
+static an_status tombstone_stale(an_ch *writer, const metric_def *d, collect *c, size_t *added,
+                                 an_error *err)
+{
+    stale st = {.c = c};
+    size_t n = c->n;
+    st.keys = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        st.keys[i] = value_key(c->v[i].tenant_id, c->v[i].bucket_ms, c->v[i].dimensions);
+    if (n > 1)
+        qsort(st.keys, n, sizeof(char *), cmp_key);
+    st.n = n;
+    an_status s = metrics_store_values_keys(writer, d->id, d->mat.granularity, c->from_ms, c->to_ms,
+                                            on_existing, &st, err);
+    for (size_t i = 0; i < n; i++)
+        free(st.keys[i]);
+    free(st.keys);
+    *added = st.added;
     return s;
 }
 
@@ -409,7 +492,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
     cJSON_Delete(pj);
 
     metric_def d;
-    an_status s = store_metric_get(w->writer, id, &d, &e);
+    an_status s = metrics_store_get(w->writer, id, &d, &e);
     if (s == AN_NOT_FOUND) {
         an_info("materialize: metric %s is gone; tick dropped", id);
         return JOB_DONE;
@@ -421,7 +504,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
     job_outcome out = JOB_DONE;
     if (!d.schedule || strcmp(d.status, "active") != 0) {
         an_info("materialize: metric %s is no longer scheduled; tick dropped", id);
-        metric_def_free(&d);
+        metrics_def_free(&d);
         return JOB_DONE;
     }
     char iso[AN_TIME_ISO_LEN];
@@ -468,15 +551,21 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
         out = JOB_LOST;
         goto done;
     }
+    size_t values = c.n, tombstones = 0;
+    if ((s = tombstone_stale(w->writer, &d, &c, &tombstones, &e)) != AN_OK) {
+        snprintf(why, why_len, "reading the window's values: %.400s", e.message);
+        out = JOB_RETRY;
+        goto done;
+    }
     int64_t now = an_time_now_ms();
-    if ((s = store_values_put(w->writer, d.id, g, c.v, c.n, now, &e)) != AN_OK) {
+    if ((s = metrics_store_values_put(w->writer, d.id, g, c.v, c.n, now, &e)) != AN_OK) {
         snprintf(why, why_len, "writing values: %.400s", e.message);
         out = JOB_RETRY;
         goto done;
     }
     char hash[65];
-    metric_spec_hash(&d, hash);
-    char *dims = metric_mat_dimensions_key(&d);
+    metrics_def_spec_hash(&d, hash);
+    char *dims = metrics_def_dimensions_key(&d);
     store_run run = {.tenant_id = d.tenant_id ? d.tenant_id : "",
                      .metric_id = d.id,
                      .tick_ms = tick,
@@ -486,13 +575,13 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
                      .dimensions = dims,
                      .window_from_ms = from,
                      .window_to_ms = to,
-                     .rows = c.n,
+                     .rows = values,
                      .replica = an_service_id(ctx->svc),
                      .job_id = job->id,
                      .attempt = job->attempt,
                      .started_ms = started,
                      .finished_ms = an_time_now_ms()};
-    s = store_run_put(w->writer, &run, &e);
+    s = metrics_store_run_put(w->writer, &run, &e);
     free(dims);
     if (s != AN_OK) {
         snprintf(why, why_len, "logging the run: %.400s", e.message);
@@ -500,10 +589,11 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
         goto done;
     }
     an_log_ctx(AN_LOG_INFO, d.tenant_id, job->correlation_id,
-               "materialized metric %s tick %s: %zu values", id, iso, c.n);
+               "materialized metric %s tick %s: %zu values, %zu stale ones removed", id, iso,
+               values, tombstones);
 done:
     collect_free(&c);
-    metric_def_free(&d);
+    metrics_def_free(&d);
     return out;
 }
 

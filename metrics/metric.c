@@ -28,7 +28,7 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-void metric_def_free(metric_def *d)
+void metrics_def_free(metric_def *d)
 {
     if (!d)
         return;
@@ -44,7 +44,7 @@ void metric_def_free(metric_def *d)
     memset(d, 0, sizeof(*d));
 }
 
-void metric_def_copy(metric_def *dst, const metric_def *src)
+void metrics_def_copy(metric_def *dst, const metric_def *src)
 {
     *dst = *src;
     dst->tenant_id = dup_or_null(src->tenant_id);
@@ -71,7 +71,7 @@ static bool in_list(const char *s, const char *const *list)
     return false;
 }
 
-bool metric_unit_fills_zero(const char *unit)
+bool metrics_unit_fills_zero(const char *unit)
 {
     return unit && (strcmp(unit, "count") == 0 || strcmp(unit, "bytes") == 0 ||
                     strcmp(unit, "microUSD") == 0);
@@ -318,8 +318,21 @@ static an_status check_schedulable(const metric_def *d, an_error *err)
     return AN_OK;
 }
 
-an_status metric_apply(metric_def *d, const cJSON *body, bool create, const char *const *skip,
-                       an_error *err)
+an_status metrics_def_check_owner(const metric_def *d, an_error *err)
+{
+    if (d->tenant_id || !d->schedule)
+        return AN_OK;
+    unsigned used = 0;
+    an_template_scan(d->query, strlen(d->query), &used, NULL);
+    if (!(used & AN_TEMPLATE_USES_DIMENSIONS))
+        return an_error_field(err, AN_INVALID_ARGUMENT, "schedule",
+                              "schedule: a platform metric is materialized per tenant: its "
+                              "template needs {{dimensions}} and {{group_by}}");
+    return AN_OK;
+}
+
+an_status metrics_def_apply(metric_def *d, const cJSON *body, bool create, const char *const *skip,
+                            an_error *err)
 {
     if (!cJSON_IsObject(body))
         return an_error_set(err, AN_INVALID_ARGUMENT, "expected a JSON object");
@@ -397,7 +410,7 @@ static cJSON *mat_json(const metric_def *d)
     return m;
 }
 
-cJSON *metric_to_json(const metric_def *d)
+cJSON *metrics_def_to_json(const metric_def *d)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", d->id);
@@ -424,7 +437,7 @@ cJSON *metric_to_json(const metric_def *d)
     return o;
 }
 
-char *metric_spec_json(const metric_def *d)
+char *metrics_def_spec_json(const metric_def *d)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "query", d->query ? d->query : "");
@@ -447,10 +460,11 @@ static const char *spec_string(const cJSON *spec, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-an_status metric_from_columns(const char *tenant_id, const char *id, const char *name,
-                              const char *description, const char *spec, const char *created_by,
-                              int64_t created_at_ms, int64_t updated_at_ms, uint64_t version,
-                              metric_def *out, an_error *err)
+an_status metrics_def_from_columns(const char *tenant_id, const char *id, const char *name,
+                                   const char *description, const char *spec,
+                                   const char *created_by, int64_t created_at_ms,
+                                   int64_t updated_at_ms, uint64_t version, metric_def *out,
+                                   an_error *err)
 {
     memset(out, 0, sizeof(*out));
     cJSON *sp = cJSON_Parse(spec);
@@ -504,12 +518,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-char *metric_mat_dimensions_key(const metric_def *d)
+char *metrics_def_dimensions_key(const metric_def *d)
 {
     size_t n = d->mat.ndimensions;
     char **sorted = calloc(n + 1, sizeof(char *));
-    memcpy(sorted, d->mat.dimensions, n * sizeof(char *));
-    qsort(sorted, n, sizeof(char *), cmp_str);
+    if (n > 0) {
+        memcpy(sorted, d->mat.dimensions, n * sizeof(char *));
+        qsort(sorted, n, sizeof(char *), cmp_str);
+    }
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(a, cJSON_CreateString(sorted[i]));
@@ -519,10 +535,10 @@ char *metric_mat_dimensions_key(const metric_def *d)
     return s;
 }
 
-void metric_spec_hash(const metric_def *d, char out[65])
+void metrics_def_spec_hash(const metric_def *d, char out[65])
 {
     an_buf b = AN_BUF_INIT;
-    char *dims = metric_mat_dimensions_key(d);
+    char *dims = metrics_def_dimensions_key(d);
     /* not the lookback: a longer or shorter window computes the same values */
     an_buf_addf(&b, "v1\n%s\n%s\n", an_template_granularity_name(d->mat.granularity), dims);
     an_buf_adds(&b, d->query ? d->query : "");

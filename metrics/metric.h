@@ -55,10 +55,10 @@ typedef struct metric_def {
 } metric_def;
 
 /* Release what d holds; d may be NULL. */
-void metric_def_free(metric_def *d);
+void metrics_def_free(metric_def *d);
 
 /* Deep copy. */
-void metric_def_copy(metric_def *dst, const metric_def *src);
+void metrics_def_copy(metric_def *dst, const metric_def *src);
 
 /* Apply the fields of a create (create = true: name, query and unit
  * required) or update body to d, validating each: AN_INVALID_ARGUMENT names
@@ -67,32 +67,38 @@ void metric_def_copy(metric_def *dst, const metric_def *src);
  * "tenantId", "id", "expectedVersion") are refused. On failure d may be
  * partly changed: apply to a copy. The template is checked with
  * an_template_check here; ClickHouse checks are the caller's. */
-an_status metric_apply(metric_def *d, const cJSON *body, bool create, const char *const *skip,
-                       an_error *err);
+an_status metrics_def_apply(metric_def *d, const cJSON *body, bool create, const char *const *skip,
+                            an_error *err);
 
 /* The wire form (a new object the caller owns). */
-cJSON *metric_to_json(const metric_def *d);
+cJSON *metrics_def_to_json(const metric_def *d);
 
 /* The spec column: {"query","unit","status","schedule","materialize"}. Free it. */
-char *metric_spec_json(const metric_def *d);
+char *metrics_def_spec_json(const metric_def *d);
 
 /* Rebuild a record from its columns (tenant_id "" is a platform metric).
- * AN_INTERNAL when the stored JSON is not what metric_spec_json writes. */
-an_status metric_from_columns(const char *tenant_id, const char *id, const char *name,
-                              const char *description, const char *spec, const char *created_by,
-                              int64_t created_at_ms, int64_t updated_at_ms, uint64_t version,
-                              metric_def *out, an_error *err);
+ * AN_INTERNAL when the stored JSON is not what metrics_def_spec_json writes. */
+an_status metrics_def_from_columns(const char *tenant_id, const char *id, const char *name,
+                                   const char *description, const char *spec,
+                                   const char *created_by, int64_t created_at_ms,
+                                   int64_t updated_at_ms, uint64_t version, metric_def *out,
+                                   an_error *err);
 
 /* The metric's materialized dimension names as a JSON array, sorted (the
  * key of a materialization). Free it. */
-char *metric_mat_dimensions_key(const metric_def *d);
+char *metrics_def_dimensions_key(const metric_def *d);
 
 /* SHA-256 (hex) of what materialized values depend on: the template and
  * the materialization settings. */
-void metric_spec_hash(const metric_def *d, char out[65]);
+void metrics_def_spec_hash(const metric_def *d, char out[65]);
+
+/* Checks that need the owner (d->tenant_id set): a scheduled platform
+ * metric is materialized per tenant, so its template needs {{dimensions}}
+ * and {{group_by}}. AN_INVALID_ARGUMENT, field "schedule". */
+an_status metrics_def_check_owner(const metric_def *d, an_error *err);
 
 /* True for "count", "bytes", "microUSD": an empty bucket is 0. The others
  * (ratio, seconds: averages and rates) leave it null. */
-bool metric_unit_fills_zero(const char *unit);
+bool metrics_unit_fills_zero(const char *unit);
 
 #endif

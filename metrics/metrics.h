@@ -35,6 +35,7 @@ typedef struct metrics_ctx {
     an_prom_counter *queries_live, *queries_materialized, *queries_cached;
     an_prom_counter *cache_errors;
     an_prom_counter *runs_ok, *runs_failed, *ticks_claimed;
+    an_prom_gauge *queue_waiting, *queue_pending, *queue_delayed, *queue_dead;
     an_prom_histogram *query_seconds;
 } metrics_ctx;
 

@@ -231,7 +231,8 @@ static int cmp_dims_bucket(const void *x, const void *y, void *ud)
 
 static void sort_rows(qtable *t, int (*cmp)(const void *, const void *, void *))
 {
-    qsort_r(t->rows, t->n, sizeof(qrow), cmp, &t->ndims);
+    if (t->n > 1) /* (qsort of a NULL array is undefined, even when empty) */
+        qsort_r(t->rows, t->n, sizeof(qrow), cmp, &t->ndims);
 }
 
 static size_t bucket_count(int64_t from, int64_t to, an_template_granularity g, size_t cap)
@@ -288,21 +289,48 @@ static an_status fill_buckets(qtable *t, bool zero, size_t max_rows, an_error *e
 
 /* -------------------------------------------------------------- the reply */
 
-static cJSON *column(const char *name, const char *type)
+/* The reply is written as JSON text directly (an answer can hold 10,000
+ * rows: no tree of cJSON items to build and print, and the text is what
+ * the cache stores). */
+
+static void json_str(an_buf *b, const char *s)
 {
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "name", name);
-    cJSON_AddStringToObject(c, "type", type);
-    return c;
+    an_buf_addc(b, '"');
+    an_buf_add_json_escaped(b, s, strlen(s));
+    an_buf_addc(b, '"');
 }
 
-static void add_time_or_null(cJSON *o, const char *name, bool present, int64_t ms)
+/* The shortest of %.15g and %.17g that reads back exactly; integers as
+ * integers. v is finite. */
+static void json_number(an_buf *b, double v)
+{
+    if (v == floor(v) && fabs(v) < 9007199254740992.0) {
+        an_buf_addf(b, "%" PRId64, (int64_t)v);
+        return;
+    }
+    char tmp[40];
+    snprintf(tmp, sizeof(tmp), "%.15g", v);
+    if (strtod(tmp, NULL) != v)
+        snprintf(tmp, sizeof(tmp), "%.17g", v);
+    an_buf_adds(b, tmp);
+}
+
+static void json_time_or_null(an_buf *b, bool present, int64_t ms)
 {
     char iso[AN_TIME_ISO_LEN];
     if (present && an_time_format_iso(ms, iso, NULL) == AN_OK)
-        cJSON_AddStringToObject(o, name, iso);
+        json_str(b, iso);
     else
-        cJSON_AddNullToObject(o, name);
+        an_buf_adds(b, "null");
+}
+
+static void json_column(an_buf *b, bool first, const char *name, const char *type)
+{
+    an_buf_adds(b, first ? "{\"name\":" : ",{\"name\":");
+    json_str(b, name);
+    an_buf_adds(b, ",\"type\":");
+    json_str(b, type);
+    an_buf_addc(b, '}');
 }
 
 static const char *fill_name(query_fill f)
@@ -317,66 +345,90 @@ static const char *fill_name(query_fill f)
     }
 }
 
-static cJSON *reply(const query_request *q, const qtable *t, query_fill fill, const char *source,
-                    size_t nrows, bool truncated)
+/* The reply data as JSON text (free it). "cached" comes first, so a cache
+ * hit can flip it in the stored text (cache_lookup). */
+static char *reply_json(const query_request *q, const qtable *t, query_fill fill,
+                        const char *source, size_t nrows, bool truncated)
 {
     const metric_def *d = q->def;
     const an_template_params *p = q->params;
-    cJSON *o = cJSON_CreateObject();
+    an_buf b = AN_BUF_INIT;
+    an_buf_grow(&b, 256 + nrows * 48);
+    an_buf_adds(&b, "{\"cached\":false,\"metricId\":");
     if (*d->id)
-        cJSON_AddStringToObject(o, "metricId", d->id);
+        json_str(&b, d->id);
     else
-        cJSON_AddNullToObject(o, "metricId");
-    cJSON_AddNumberToObject(o, "version", (double)d->version);
-    cJSON_AddStringToObject(o, "unit", d->unit);
+        an_buf_adds(&b, "null");
+    an_buf_addf(&b, ",\"version\":%" PRIu64 ",\"unit\":", d->version);
+    json_str(&b, d->unit);
+    an_buf_adds(&b, ",\"granularity\":");
     if (t->has_bucket)
-        cJSON_AddStringToObject(o, "granularity", an_template_granularity_name(t->g));
+        json_str(&b, an_template_granularity_name(t->g));
     else
-        cJSON_AddNullToObject(o, "granularity");
-    add_time_or_null(o, "from", p->has_range, p->from_ms);
-    add_time_or_null(o, "to", p->has_range, p->to_ms);
-    cJSON_AddStringToObject(o, "fill", fill_name(fill));
+        an_buf_adds(&b, "null");
+    an_buf_adds(&b, ",\"from\":");
+    json_time_or_null(&b, p->has_range, p->from_ms);
+    an_buf_adds(&b, ",\"to\":");
+    json_time_or_null(&b, p->has_range, p->to_ms);
+    an_buf_adds(&b, ",\"fill\":");
+    json_str(&b, fill_name(fill));
 
-    cJSON *cols = cJSON_AddArrayToObject(o, "columns");
-    if (t->has_bucket)
-        cJSON_AddItemToArray(cols, column("bucket", "time"));
-    if (q->per_tenant)
-        cJSON_AddItemToArray(cols, column("tenantId", "string"));
-    for (size_t i = 0; i < p->ndimensions; i++)
-        cJSON_AddItemToArray(cols, column(p->dimensions[i], "string"));
-    cJSON_AddItemToArray(cols, column("value", "number"));
+    an_buf_adds(&b, ",\"columns\":[");
+    bool first = true;
+    if (t->has_bucket) {
+        json_column(&b, first, "bucket", "time");
+        first = false;
+    }
+    if (q->per_tenant) {
+        json_column(&b, first, "tenantId", "string");
+        first = false;
+    }
+    for (size_t i = 0; i < p->ndimensions; i++) {
+        json_column(&b, first, p->dimensions[i], "string");
+        first = false;
+    }
+    json_column(&b, first, "value", "number");
 
-    cJSON *rows = cJSON_AddArrayToObject(o, "rows");
+    an_buf_adds(&b, "],\"rows\":[");
     for (size_t i = 0; i < nrows; i++) {
         const qrow *r = &t->rows[i];
-        cJSON *row = cJSON_CreateArray();
+        an_buf_adds(&b, i ? ",[" : "[");
         if (t->has_bucket) {
             char iso[AN_TIME_ISO_LEN];
             an_time_format_iso(r->bucket, iso, NULL);
-            cJSON_AddItemToArray(row, cJSON_CreateString(iso));
+            an_buf_addc(&b, '"');
+            an_buf_adds(&b, iso);
+            an_buf_adds(&b, "\",");
         }
-        for (size_t k = 0; k < t->ndims; k++)
-            cJSON_AddItemToArray(row, cJSON_CreateString(r->dims[k]));
-        cJSON_AddItemToArray(row, r->has_value ? cJSON_CreateNumber(r->value) : cJSON_CreateNull());
-        cJSON_AddItemToArray(rows, row);
+        for (size_t k = 0; k < t->ndims; k++) {
+            json_str(&b, r->dims[k]);
+            an_buf_addc(&b, ',');
+        }
+        if (r->has_value)
+            json_number(&b, r->value);
+        else
+            an_buf_adds(&b, "null");
+        an_buf_addc(&b, ']');
     }
-    cJSON_AddStringToObject(o, "source", source);
-    cJSON_AddBoolToObject(o, "cached", false);
+    an_buf_adds(&b, "],\"source\":");
+    json_str(&b, source);
     if (q->preview)
-        cJSON_AddBoolToObject(o, "truncated", truncated);
-    cJSON *scope = cJSON_AddObjectToObject(o, "scope");
+        an_buf_adds(&b, truncated ? ",\"truncated\":true" : ",\"truncated\":false");
+    an_buf_adds(&b, ",\"scope\":{");
     if (q->all_tenants) {
-        cJSON_AddBoolToObject(scope, "allTenants", true);
-        cJSON_AddStringToObject(scope, "breakdown", q->per_tenant ? "tenant" : "total");
+        an_buf_adds(&b, "\"allTenants\":true,\"breakdown\":");
+        json_str(&b, q->per_tenant ? "tenant" : "total");
     } else {
-        cJSON_AddStringToObject(scope, "tenantId", q->tenant);
+        an_buf_adds(&b, "\"tenantId\":");
+        json_str(&b, q->tenant);
     }
-    return o;
+    an_buf_adds(&b, "}}");
+    return an_buf_detach(&b, NULL);
 }
 
 /* ---------------------------------------------------------------- options */
 
-an_status query_options_from_json(const cJSON *body, query_request *q, an_error *err)
+an_status metrics_query_options(const cJSON *body, query_request *q, an_error *err)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "fill");
     q->fill = QUERY_FILL_DEFAULT;
@@ -552,7 +604,7 @@ static an_status run_materialized(metrics_ctx *ctx, const query_request *q, qtab
         .limit = t->limit + 1,
     };
     mat_ctx m = {t, (const char *const *)q->params->dimensions, q->params->ndimensions};
-    s = store_values_read(ch, &vq, on_mat_row, &m, err);
+    s = metrics_store_values_read(ch, &vq, on_mat_row, &m, err);
     metrics_reader_put(ctx->conns, ch);
     return s;
 }
@@ -573,14 +625,14 @@ static an_status pick_source(metrics_ctx *ctx, const query_request *q, bool *use
         return AN_OK;
     }
     char hash[65];
-    metric_spec_hash(q->def, hash);
-    char *dims = metric_mat_dimensions_key(q->def);
+    metrics_def_spec_hash(q->def, hash);
+    char *dims = metrics_def_dimensions_key(q->def);
     an_ch *ch = NULL;
     an_status s = metrics_reader_take(ctx->conns, &ch, err);
     if (s == AN_OK) {
-        s = store_coverage(ch, q->def->tenant_id ? q->def->tenant_id : "", q->def->id, hash,
-                           q->params->granularity, dims, q->params->from_ms, q->params->to_ms, use,
-                           err);
+        s = metrics_store_coverage(ch, q->def->tenant_id ? q->def->tenant_id : "", q->def->id, hash,
+                                   q->params->granularity, dims, q->params->from_ms,
+                                   q->params->to_ms, use, err);
         metrics_reader_put(ctx->conns, ch);
     }
     free(dims);
@@ -592,21 +644,24 @@ static an_status pick_source(metrics_ctx *ctx, const query_request *q, bool *use
 
 /* ------------------------------------------------------------------- run */
 
-static void cache_store(metrics_ctx *ctx, const char *key, const cJSON *data)
+static void cache_store(metrics_ctx *ctx, const char *key, const char *json)
 {
     redisContext *r = NULL;
     an_error e;
     an_error_clear(&e);
-    char *json = cJSON_PrintUnformatted(data);
     if (metrics_redis_take(ctx->conns, &r, &e) != AN_OK ||
-        cache_result_put(r, key, json, ctx->cache_ttl_ms, &e) != AN_OK) {
+        metrics_cache_result_put(r, key, json, ctx->cache_ttl_ms, &e) != AN_OK) {
         an_warn("result cache: %s", e.message);
         an_prom_counter_inc(ctx->cache_errors);
     }
     metrics_redis_put(ctx->conns, r);
-    free(json);
 }
 
+#define CACHED_FALSE "{\"cached\":false"
+
+/* A cached answer as a raw JSON item (printed as is, not parsed and
+ * printed again: a large answer costs a copy, not a parse), with its
+ * leading "cached" member set to true; NULL on a miss. */
 static cJSON *cache_lookup(metrics_ctx *ctx, const char *key)
 {
     redisContext *r = NULL;
@@ -614,15 +669,21 @@ static cJSON *cache_lookup(metrics_ctx *ctx, const char *key)
     an_error_clear(&e);
     char *json = NULL;
     if (metrics_redis_take(ctx->conns, &r, &e) != AN_OK ||
-        cache_result_get(r, key, &json, &e) != AN_OK) {
+        metrics_cache_result_get(r, key, &json, &e) != AN_OK) {
         an_warn("result cache: %s", e.message);
         an_prom_counter_inc(ctx->cache_errors);
     }
     metrics_redis_put(ctx->conns, r);
-    cJSON *data = json ? cJSON_Parse(json) : NULL;
+    cJSON *data = NULL;
+    size_t n = sizeof(CACHED_FALSE) - 1;
+    if (json && strncmp(json, CACHED_FALSE, n) == 0) {
+        an_buf b = AN_BUF_INIT;
+        an_buf_adds(&b, "{\"cached\":true");
+        an_buf_adds(&b, json + n);
+        data = cJSON_CreateRaw(an_buf_str(&b));
+        an_buf_free(&b);
+    }
     free(json);
-    if (data)
-        cJSON_ReplaceItemInObjectCaseSensitive(data, "cached", cJSON_CreateTrue());
     return data;
 }
 
@@ -662,7 +723,7 @@ static an_status prepare(const query_request *q, qtable *t, an_error *err)
     return AN_OK;
 }
 
-an_status query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *err)
+an_status metrics_query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *err)
 {
     qtable t;
     memset(&t, 0, sizeof(t));
@@ -671,15 +732,15 @@ an_status query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *e
         return s;
     query_fill fill = q->fill;
     if (fill == QUERY_FILL_DEFAULT)
-        fill = metric_unit_fills_zero(q->def->unit) ? QUERY_FILL_ZERO : QUERY_FILL_NULL;
+        fill = metrics_unit_fills_zero(q->def->unit) ? QUERY_FILL_ZERO : QUERY_FILL_NULL;
     if (!t.has_bucket)
         fill = QUERY_FILL_NONE;
 
     char *key = NULL;
     if (q->use_cache && !q->preview && ctx->cache_ttl_ms > 0) {
         char *params = canonical_params(q, fill);
-        key = cache_result_key(ctx->redis_prefix, q->all_tenants ? NULL : q->tenant, q->def->id,
-                               q->def->version, params);
+        key = metrics_cache_result_key(ctx->redis_prefix, q->all_tenants ? NULL : q->tenant,
+                                       q->def->id, q->def->version, params);
         free(params);
         if ((*out = cache_lookup(ctx, key)) != NULL) {
             an_prom_counter_inc(ctx->queries_cached);
@@ -719,11 +780,13 @@ an_status query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *e
             n = q->max_rows;
             truncated = true;
         }
-        *out = reply(q, &t, fill, materialized ? "materialized" : "live", n, truncated);
+        char *json = reply_json(q, &t, fill, materialized ? "materialized" : "live", n, truncated);
         an_prom_counter_inc(materialized ? ctx->queries_materialized : ctx->queries_live);
         an_prom_histogram_observe(ctx->query_seconds, (double)(an_time_mono_ms() - t0) / 1000.0);
         if (key)
-            cache_store(ctx, key, *out);
+            cache_store(ctx, key, json);
+        *out = cJSON_CreateRaw(json);
+        free(json);
     }
     qtable_free(&t);
     free(key);

@@ -60,9 +60,9 @@ typedef struct query_request {
 
 /* Parse "fill", "source" and "cache" of a query body into q (defaults when
  * absent). AN_INVALID_ARGUMENT names the field. */
-an_status query_options_from_json(const cJSON *body, query_request *q, an_error *err);
+an_status metrics_query_options(const cJSON *body, query_request *q, an_error *err);
 
 /* Run q and build the reply data (*out, the caller's). */
-an_status query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *err);
+an_status metrics_query_run(metrics_ctx *ctx, query_request *q, cJSON **out, an_error *err);
 
 #endif

@@ -17,7 +17,7 @@ static const an_ch_column def_cols[] = {
     {"deleted", AN_CH_UINT8},
 };
 
-an_status store_metric_put(an_ch *ch, const metric_def *d, an_error *err)
+an_status metrics_store_put(an_ch *ch, const metric_def *d, an_error *err)
 {
     an_ch_batch *b = NULL;
     an_status s =
@@ -26,7 +26,7 @@ an_status store_metric_put(an_ch *ch, const metric_def *d, an_error *err)
     if (s != AN_OK)
         return s;
     char *desc = cJSON_PrintUnformatted(d->description);
-    char *spec = metric_spec_json(d);
+    char *spec = metrics_def_spec_json(d);
     an_ch_batch_add_cstr(b, d->tenant_id ? d->tenant_id : "");
     an_ch_batch_add_cstr(b, d->id);
     an_ch_batch_add_cstr(b, d->name);
@@ -72,7 +72,7 @@ static an_status on_def(void *ud, const an_ch_row *row, an_error *err)
     for (size_t i = 0; i < 9; i++)
         if (!f[i])
             return an_error_set(err, AN_INTERNAL, "metric_definitions: NULL in column %zu", i);
-    an_status s = metric_from_columns(
+    an_status s = metrics_def_from_columns(
         f[0], f[1], f[2], f[3], f[4], f[5], strtoll(f[6], NULL, 10) * 1000,
         strtoll(f[7], NULL, 10) * 1000, strtoull(f[8], NULL, 10), &d->v[d->n], err);
     if (s == AN_OK)
@@ -83,7 +83,7 @@ static an_status on_def(void *ud, const an_ch_row *row, an_error *err)
 static void defs_free(defs *d)
 {
     for (size_t i = 0; i < d->n; i++)
-        metric_def_free(&d->v[i]);
+        metrics_def_free(&d->v[i]);
     free(d->v);
 }
 
@@ -100,7 +100,7 @@ static an_status query_defs(an_ch *ch, const char *sql, metric_def **out, size_t
     return AN_OK;
 }
 
-an_status store_metric_get(an_ch *ch, const char *id, metric_def *out, an_error *err)
+an_status metrics_store_get(an_ch *ch, const char *id, metric_def *out, an_error *err)
 {
     an_buf q = AN_BUF_INIT;
     an_buf_adds(&q, DEF_SELECT " AND id = ");
@@ -117,13 +117,13 @@ an_status store_metric_get(an_ch *ch, const char *id, metric_def *out, an_error 
     }
     *out = v[0];
     for (size_t i = 1; i < n; i++) /* an id is unique; be safe anyway */
-        metric_def_free(&v[i]);
+        metrics_def_free(&v[i]);
     free(v);
     return AN_OK;
 }
 
-an_status store_metric_name_taken(an_ch *ch, const char *tenant, const char *name,
-                                  const char *except_id, bool *taken, an_error *err)
+an_status metrics_store_name_taken(an_ch *ch, const char *tenant, const char *name,
+                                   const char *except_id, bool *taken, an_error *err)
 {
     an_buf q = AN_BUF_INIT;
     an_buf_adds(&q, "SELECT count() FROM analytics.metric_definitions FINAL WHERE deleted = 0 "
@@ -144,8 +144,8 @@ an_status store_metric_name_taken(an_ch *ch, const char *tenant, const char *nam
     return s;
 }
 
-an_status store_metric_list(an_ch *ch, const store_list_opts *o, metric_def **out, size_t *n,
-                            an_error *err)
+an_status metrics_store_list(an_ch *ch, const store_list_opts *o, metric_def **out, size_t *n,
+                             an_error *err)
 {
     an_buf q = AN_BUF_INIT;
     an_buf_adds(&q, DEF_SELECT " AND tenant_id IN (");
@@ -168,7 +168,7 @@ an_status store_metric_list(an_ch *ch, const store_list_opts *o, metric_def **ou
     return s;
 }
 
-an_status store_metric_scheduled(an_ch *ch, metric_def **out, size_t *n, an_error *err)
+an_status metrics_store_scheduled(an_ch *ch, metric_def **out, size_t *n, an_error *err)
 {
     return query_defs(ch,
                       DEF_SELECT " AND visitParamExtractString(spec, 'schedule') != '' AND "
@@ -184,8 +184,9 @@ static const an_ch_column value_cols[] = {
     {"computed_at", AN_CH_DATETIME}, {"version", AN_CH_UINT64},    {"deleted", AN_CH_UINT8},
 };
 
-an_status store_values_put(an_ch *ch, const char *metric_id, an_template_granularity g,
-                           const store_value *v, size_t n, int64_t computed_at_ms, an_error *err)
+an_status metrics_store_values_put(an_ch *ch, const char *metric_id, an_template_granularity g,
+                                   const store_value *v, size_t n, int64_t computed_at_ms,
+                                   an_error *err)
 {
     if (n == 0)
         return AN_OK;
@@ -204,7 +205,7 @@ an_status store_values_put(an_ch *ch, const char *metric_id, an_template_granula
         an_ch_batch_add_float(b, v[i].value);
         an_ch_batch_add_datetime(b, an_time_floor_div(computed_at_ms, 1000));
         an_ch_batch_add_uint(b, (uint64_t)computed_at_ms);
-        an_ch_batch_add_uint(b, 0);
+        an_ch_batch_add_uint(b, v[i].deleted ? 1 : 0);
         s = an_ch_batch_end_row(b, err);
     }
     /* A re-run inserts the same keys with a higher version: safe to retry. */
@@ -228,8 +229,8 @@ static an_status on_value(void *ud, const an_ch_row *row, an_error *err)
                  row->fields[3], err);
 }
 
-an_status store_values_read(an_ch *reader, const store_values_query *q, store_value_fn fn, void *ud,
-                            an_error *err)
+an_status metrics_store_values_read(an_ch *reader, const store_values_query *q, store_value_fn fn,
+                                    void *ud, an_error *err)
 {
     an_buf sql = AN_BUF_INIT;
     an_buf_adds(&sql, "SELECT tenant_id, toUnixTimestamp(bucket), dimensions, value FROM "
@@ -255,6 +256,27 @@ an_status store_values_read(an_ch *reader, const store_values_query *q, store_va
     return s;
 }
 
+an_status metrics_store_values_keys(an_ch *ch, const char *metric_id, an_template_granularity g,
+                                    int64_t from_ms, int64_t to_ms, store_value_fn fn, void *ud,
+                                    an_error *err)
+{
+    an_buf sql = AN_BUF_INIT;
+    an_buf_adds(&sql, "SELECT tenant_id, toUnixTimestamp(bucket), dimensions, '' FROM "
+                      "analytics.metric_values FINAL WHERE metric_id = ");
+    an_sql_quote_str(&sql, metric_id);
+    an_buf_adds(&sql, " AND granularity = ");
+    an_sql_quote_str(&sql, an_template_granularity_name(g));
+    an_buf_adds(&sql, " AND bucket >= toDateTime(");
+    an_sql_int64(&sql, an_time_floor_div(from_ms, 1000));
+    an_buf_adds(&sql, ") AND bucket < toDateTime(");
+    an_sql_int64(&sql, an_time_floor_div(to_ms, 1000));
+    an_buf_adds(&sql, ") AND deleted = 0");
+    values_ctx x = {fn, ud};
+    an_status s = an_ch_query(ch, an_buf_str(&sql), NULL, on_value, &x, err);
+    an_buf_free(&sql);
+    return s;
+}
+
 static const an_ch_column run_cols[] = {
     {"tenant_id", AN_CH_STRING},    {"metric_id", AN_CH_STRING},
     {"tick", AN_CH_DATETIME},       {"spec_hash", AN_CH_STRING},
@@ -266,7 +288,7 @@ static const an_ch_column run_cols[] = {
     {"started_at", AN_CH_DATETIME}, {"finished_at", AN_CH_DATETIME},
 };
 
-an_status store_run_put(an_ch *ch, const store_run *r, an_error *err)
+an_status metrics_store_run_put(an_ch *ch, const store_run *r, an_error *err)
 {
     an_ch_batch *b = NULL;
     an_status s =
@@ -323,9 +345,10 @@ static an_status on_window(void *ud, const an_ch_row *row, an_error *err)
     return AN_OK;
 }
 
-an_status store_coverage(an_ch *reader, const char *owner, const char *metric_id,
-                         const char *spec_hash, an_template_granularity g, const char *dimensions,
-                         int64_t from_ms, int64_t to_ms, bool *covered, an_error *err)
+an_status metrics_store_coverage(an_ch *reader, const char *owner, const char *metric_id,
+                                 const char *spec_hash, an_template_granularity g,
+                                 const char *dimensions, int64_t from_ms, int64_t to_ms,
+                                 bool *covered, an_error *err)
 {
     *covered = false;
     an_buf sql = AN_BUF_INIT;

@@ -21,16 +21,16 @@
 #include <stdint.h>
 
 /* Write a version of d (its version, updated_at already set by the caller). */
-an_status store_metric_put(an_ch *ch, const metric_def *d, an_error *err);
+an_status metrics_store_put(an_ch *ch, const metric_def *d, an_error *err);
 
 /* The live record with this id, whoever owns it (the caller checks who
  * may see it). AN_NOT_FOUND when there is none. */
-an_status store_metric_get(an_ch *ch, const char *id, metric_def *out, an_error *err);
+an_status metrics_store_get(an_ch *ch, const char *id, metric_def *out, an_error *err);
 
 /* Is name used by another live metric of tenant (NULL: platform metrics)
  * than except_id (may be NULL)? */
-an_status store_metric_name_taken(an_ch *ch, const char *tenant, const char *name,
-                                  const char *except_id, bool *taken, an_error *err);
+an_status metrics_store_name_taken(an_ch *ch, const char *tenant, const char *name,
+                                   const char *except_id, bool *taken, an_error *err);
 
 typedef struct store_list_opts {
     const char *tenant;    /* whose metrics; NULL: platform metrics only */
@@ -41,12 +41,12 @@ typedef struct store_list_opts {
 } store_list_opts;
 
 /* Metrics by id, ascending. *out (n entries) is freed by the caller with
- * metric_def_free on each and free(). */
-an_status store_metric_list(an_ch *ch, const store_list_opts *o, metric_def **out, size_t *n,
-                            an_error *err);
+ * metrics_def_free on each and free(). */
+an_status metrics_store_list(an_ch *ch, const store_list_opts *o, metric_def **out, size_t *n,
+                             an_error *err);
 
 /* Every live, active metric with a schedule (for the scheduler). */
-an_status store_metric_scheduled(an_ch *ch, metric_def **out, size_t *n, an_error *err);
+an_status metrics_store_scheduled(an_ch *ch, metric_def **out, size_t *n, an_error *err);
 
 /* ----------------------------------------------------------- materialized */
 
@@ -55,11 +55,13 @@ typedef struct store_value {
     int64_t bucket_ms;
     const char *dimensions; /* canonical JSON object, keys sorted, {} for none */
     double value;           /* NaN for "no value" */
+    bool deleted;           /* a tombstone: the key has no value any more */
 } store_value;
 
 /* Insert values of one metric and granularity (one INSERT). */
-an_status store_values_put(an_ch *ch, const char *metric_id, an_template_granularity g,
-                           const store_value *v, size_t n, int64_t computed_at_ms, an_error *err);
+an_status metrics_store_values_put(an_ch *ch, const char *metric_id, an_template_granularity g,
+                                   const store_value *v, size_t n, int64_t computed_at_ms,
+                                   an_error *err);
 
 /* A materialized row as read back. Strings valid during the callback. */
 typedef an_status (*store_value_fn)(void *ud, const char *tenant_id, int64_t bucket_ms,
@@ -76,8 +78,15 @@ typedef struct store_values_query {
 
 /* Read values (run as the reader). value is ClickHouse's text of the Float64
  * ("nan" for no value). */
-an_status store_values_read(an_ch *reader, const store_values_query *q, store_value_fn fn, void *ud,
-                            an_error *err);
+an_status metrics_store_values_read(an_ch *reader, const store_values_query *q, store_value_fn fn,
+                                    void *ud, an_error *err);
+
+/* The live keys of a metric's values at granularity g in [from, to) (value
+ * is "" in the callback), for tombstoning the keys a recomputation no
+ * longer produces (after a template change, say). */
+an_status metrics_store_values_keys(an_ch *ch, const char *metric_id, an_template_granularity g,
+                                    int64_t from_ms, int64_t to_ms, store_value_fn fn, void *ud,
+                                    an_error *err);
 
 typedef struct store_run {
     const char *tenant_id; /* owner; "" for platform metrics */
@@ -86,7 +95,7 @@ typedef struct store_run {
     const char *spec_hash;
     uint64_t version;
     an_template_granularity granularity;
-    const char *dimensions; /* metric_mat_dimensions_key */
+    const char *dimensions; /* metrics_def_dimensions_key */
     int64_t window_from_ms, window_to_ms;
     uint64_t rows;
     const char *replica, *job_id;
@@ -95,12 +104,13 @@ typedef struct store_run {
 } store_run;
 
 /* Log a completed run (status ok). */
-an_status store_run_put(an_ch *ch, const store_run *r, an_error *err);
+an_status metrics_store_run_put(an_ch *ch, const store_run *r, an_error *err);
 
 /* Do the ok runs of (owner, metric, spec_hash, granularity, dimensions)
  * cover [from, to) without a gap? (run as the reader) */
-an_status store_coverage(an_ch *reader, const char *owner, const char *metric_id,
-                         const char *spec_hash, an_template_granularity g, const char *dimensions,
-                         int64_t from_ms, int64_t to_ms, bool *covered, an_error *err);
+an_status metrics_store_coverage(an_ch *reader, const char *owner, const char *metric_id,
+                                 const char *spec_hash, an_template_granularity g,
+                                 const char *dimensions, int64_t from_ms, int64_t to_ms,
+                                 bool *covered, an_error *err);
 
 #endif

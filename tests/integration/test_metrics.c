@@ -300,11 +300,20 @@ START_TEST(test_metrics_update_is_versioned)
     cJSON *g = mf_callf("get", t, NULL, "{\"id\":\"%s\"}", id);
     ck_assert_str_eq(mf_str(mf_data(g), "name"), "Renamed");
     ck_assert(mf_num(mf_data(g), "version") == v2);
-    /* ClickHouse: two versions written, the latest wins */
-    char *sql = mf_fmt("SELECT count(), max(version) FROM analytics.metric_definitions WHERE id = "
-                       "'%s'",
+    /* the definition cache holds the latest version ("<version>\n<record>") */
+    char *key = mf_fmt("GET an:test:metrics:def:%s", id);
+    char *cached = th_redis(key);
+    char *prefix = mf_fmt("%.0f\n{", v2);
+    ck_assert_msg(strncmp(cached, prefix, strlen(prefix)) == 0, "cached: %.80s", cached);
+    ck_assert_msg(strstr(cached, "\"name\":\"Renamed\"") != NULL, "cached: %s", cached);
+    free(key);
+    free(cached);
+    free(prefix);
+    /* ClickHouse: the latest version wins (older rows may be merged away) */
+    char *sql = mf_fmt("SELECT count(), max(version) FROM analytics.metric_definitions FINAL WHERE "
+                       "id = '%s'",
                        id);
-    char *row = th_ch(sql), *want = mf_fmt("2\t%.0f\n", v2);
+    char *row = th_ch(sql), *want = mf_fmt("1\t%.0f\n", v2);
     ck_assert_str_eq(row, want);
 
     /* two updates from the same version at once: one wins, one conflicts */
@@ -439,6 +448,14 @@ START_TEST(test_metrics_platform_metric_needs_the_admin_scope)
                      name);
     cJSON *r = mf_call("create", t, NULL, b);
     mf_expect_error(r, "permission_denied", "tenantId");
+    /* a scheduled platform metric is materialized per tenant: it needs {{dimensions}} */
+    cJSON *ns = mf_callf("create", NULL, "platform:admin",
+                         "{\"name\":\"%s x\",\"unit\":\"count\",\"tenantId\":null,\"schedule\":"
+                         "\"@hourly\",\"query\":\"SELECT {{bucket}} AS bucket, count() AS value "
+                         "FROM {{events}} WHERE {{time_range}} GROUP BY bucket\"}",
+                         name);
+    mf_expect_error(ns, "invalid_argument", "schedule");
+    cJSON_Delete(ns);
     cJSON *a = mf_call("create", NULL, "platform:admin", b);
     cJSON *ad = mf_data(a);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItem(ad, "tenantId")));
