@@ -157,7 +157,13 @@ for name in $SERVICES; do
         continue
     fi
     port=$(free_port)
-    ANALYTICS_HTTP_ADDR="127.0.0.1:$port" "$bin" </dev/null >>"$STACK/services/$name.log" 2>&1 &
+    extra=()
+    if [ "$name" = exports ]; then
+        # exports read as analytics_exporter: the reader's rules, time for big files
+        extra=(ANALYTICS_CLICKHOUSE_READER_USER="$ANALYTICS_CLICKHOUSE_EXPORTER_USER"
+            ANALYTICS_CLICKHOUSE_READER_PASSWORD="$ANALYTICS_CLICKHOUSE_EXPORTER_PASSWORD")
+    fi
+    env "${extra[@]}" ANALYTICS_HTTP_ADDR="127.0.0.1:$port" "$bin" </dev/null >>"$STACK/services/$name.log" 2>&1 &
     PIDS[$name]=$!
     PORTS[$name]=$port
     # for the demo steps: which pid and address each service has
