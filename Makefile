@@ -29,9 +29,7 @@ SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%)
 
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 INTEG_SRC    := $(wildcard tests/integration/*.c)
-# Service code the unit tests exercise directly (everything but main.c).
-UNIT_SVC_SRC := $(filter-out ingest/main.c,$(wildcard ingest/*.c))
-TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC) $(UNIT_SVC_SRC)
+TEST_SRC     := tests/run_tests.c tests/harness.c $(UNIT_SRC) $(INTEG_SRC)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Unit tests reach a service's modules (not its main.c) by linking them in.
 SVC_MOD_SRC  := $(filter-out %/main.c,$(foreach s,$(SERVICES),$(wildcard $(s)/*.c)))

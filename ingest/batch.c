@@ -75,6 +75,7 @@ void ingest_batch_free(ingest_batch *b)
     for (int t = 0; t < INGEST_TIERS; t++)
         an_ch_batch_free(b->rows[t]);
     free(b->msgs);
+    free(b->seqs);
     an_buf_free(&b->arena);
     free(b);
 }
@@ -87,9 +88,12 @@ void ingest_batch_reset(ingest_batch *b)
         b->skipped[t] = 0;
     }
     b->n = b->events = b->dead = b->redelivered = 0;
+    if (b->seqs)
+        memset(b->seqs, 0, b->seqs_cap * sizeof(uint32_t));
     an_buf_reset(&b->arena);
     b->opened_ms = b->progress_ms = 0;
     b->attempts = 0;
+    b->serial = 0;
 }
 
 size_t ingest_batch_bytes(const ingest_batch *b)
@@ -98,6 +102,51 @@ size_t ingest_batch_bytes(const ingest_batch *b)
     for (int t = 0; t < INGEST_TIERS; t++)
         n += an_ch_batch_bytes(b->rows[t]);
     return n;
+}
+
+static size_t seq_slot(uint64_t seq, size_t cap)
+{
+    seq *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(seq >> 32) & (cap - 1);
+}
+
+bool ingest_batch_has_seq(const ingest_batch *b, uint64_t seq)
+{
+    if (!seq || !b->seqs)
+        return false;
+    for (size_t h = seq_slot(seq, b->seqs_cap); b->seqs[h]; h = (h + 1) & (b->seqs_cap - 1))
+        if (b->msgs[b->seqs[h] - 1].stream_seq == seq)
+            return true;
+    return false;
+}
+
+/* Remember message i by its stream sequence (kept under half full). */
+static void index_seq(ingest_batch *b, size_t i)
+{
+    uint64_t seq = b->msgs[i].stream_seq;
+    if (!seq)
+        return;
+    if ((i + 1) * 2 > b->seqs_cap) {
+        size_t cap = b->seqs_cap ? b->seqs_cap * 2 : 2048;
+        while ((i + 1) * 2 > cap)
+            cap *= 2;
+        free(b->seqs);
+        b->seqs = calloc(cap, sizeof(uint32_t));
+        if (!b->seqs)
+            abort();
+        b->seqs_cap = cap;
+        for (size_t j = 0; j < i; j++) /* rebuild with the messages before i */
+            if (b->msgs[j].stream_seq) {
+                size_t h = seq_slot(b->msgs[j].stream_seq, cap);
+                while (b->seqs[h])
+                    h = (h + 1) & (cap - 1);
+                b->seqs[h] = (uint32_t)j + 1;
+            }
+    }
+    size_t h = seq_slot(seq, b->seqs_cap);
+    while (b->seqs[h])
+        h = (h + 1) & (b->seqs_cap - 1);
+    b->seqs[h] = (uint32_t)i + 1;
 }
 
 static ingest_msg *new_msg(ingest_batch *b, const ingest_msg_info *m)
@@ -188,6 +237,7 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
     if (s != AN_OK)
         abort(); /* same types as the hot row, which was accepted */
 
+    index_seq(b, b->n);
     b->n++;
     b->events++;
     b->redelivered += g->redelivered;
@@ -222,8 +272,15 @@ an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const
         drop_msg(b, mark);
         return s;
     }
+    index_seq(b, b->n);
     b->n++;
     b->dead++;
     b->redelivered += g->redelivered;
     return AN_OK;
+}
+
+void ingest_batch_add_ack_only(ingest_batch *b, const ingest_msg_info *m)
+{
+    new_msg(b, m); /* no row in any tier: start == end */
+    b->n++;
 }

@@ -66,6 +66,10 @@ typedef struct ingest_batch {
     bool uncertain[INGEST_TIERS]; /* an attempt failed: rows may be stored already */
     size_t skipped[INGEST_TIERS]; /* rows left out because they were stored already */
     int attempts;
+    uint64_t serial; /* set by the store at the first attempt, for query ids */
+    /* stream sequences of the batch's messages (open addressing, index + 1) */
+    uint32_t *seqs;
+    size_t seqs_cap;
 } ingest_batch;
 
 /* Create an empty batch (RowBinary builders for the three tables). */
@@ -93,6 +97,14 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
  * headers as a JSON object ("{}" when none). */
 an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const ingest_reject *rej,
                                 const char *headers_json, an_error *err);
+
+/* True when the batch already holds the message of stream sequence seq (a
+ * second delivery of it came while the first is still here). */
+bool ingest_batch_has_seq(const ingest_batch *b, uint64_t seq);
+
+/* Keep only the ack subject of a message whose rows the batch holds already
+ * (ingest_batch_has_seq): it is acked with the batch, nothing is written. */
+void ingest_batch_add_ack_only(ingest_batch *b, const ingest_msg_info *m);
 
 /* Bytes the batch holds: rows of every tier, ack subjects, identities (for
  * the size-based flush, which bounds ingest's memory). */

@@ -2,16 +2,35 @@
 
 #include "common/log.h"
 
+#include "common/timeutil.h"
+
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NS_PER_MS 1000000LL
 
+#define MAX_REQUESTS  2    /* pull requests kept open at once (pipelining) */
+#define REQUEST_LIFE  1000 /* ms a pull request waits at the server */
+#define REQUEST_GRACE 2000 /* ms after which an unanswered request is forgotten */
+
+/* A pull request sent and not finished yet. */
+typedef struct pull_request {
+    uint64_t id;       /* its reply subject is <inbox>.<id> */
+    int credit;        /* messages it may still bring */
+    int64_t forget_at; /* monotonic ms: no end status came (lost on a reconnect) */
+} pull_request;
+
 struct ingest_consumer {
     natsConnection *nc; /* borrowed */
     jsCtx *js;
-    natsSubscription *sub;
+    natsSubscription *sub; /* synchronous, on <inbox>.* */
+    char inbox[128];
+    char next_subject[512]; /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer> */
+    uint64_t next_id;
+    pull_request reqs[MAX_REQUESTS];
+    int nreqs;
     ingest_consumer_config cfg;
     char *stream, *consumer, *subjects_text;
     char *split;           /* subjects_text with NULs between the subjects */
@@ -179,19 +198,32 @@ static an_status ensure_consumer(ingest_consumer *c, an_error *err)
     return an_error_set(err, AN_UNAVAILABLE, "consumer %s: gave up", c->consumer);
 }
 
+/* ingest speaks the pull protocol itself (ADR-13) instead of through
+ * natsSubscription_Fetch: nats.c 3.4.1 corrupted its heap under our load
+ * (a double free in natsMsgList_Destroy after fetches), and doing it here
+ * lets two requests stay open so messages flow while a batch is built.
+ * Messages come on a plain synchronous subscription to <inbox>.*: data
+ * messages carry their $JS.ACK subject as reply, the server's status
+ * messages (404 no messages, 408 expired, 409 ...) carry none and arrive
+ * on the reply subject of the request they end. */
 static an_status subscribe(ingest_consumer *c, an_error *err)
 {
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = c->stream;
-    so.Consumer = c->consumer;
-    jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&c->sub, c->js, c->subjects[0], c->consumer, NULL, &so, &jerr);
+    natsInbox *inbox = NULL;
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(c->inbox, sizeof(c->inbox), "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        char subject[160];
+        snprintf(subject, sizeof(subject), "%s.*", c->inbox);
+        s = natsConnection_SubscribeSync(&c->sub, c->nc, subject);
+    }
     if (s != NATS_OK)
-        return nats_error(err, s, jerr, "binding to the ingest consumer");
-    /* The fetched messages wait here until the fetch returns: no limit
-     * beyond the fetch size, which bounds them already. */
+        return nats_error(err, s, 0, "subscribing to the pull inbox");
+    /* bounded by the requests' credit, not by nats.c's limits */
     natsSubscription_SetPendingLimits(c->sub, -1, -1);
+    snprintf(c->next_subject, sizeof(c->next_subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", c->stream,
+             c->consumer);
+    c->nreqs = 0;
     return AN_OK;
 }
 
@@ -245,8 +277,20 @@ void ingest_consumer_close(ingest_consumer *c)
 {
     if (!c)
         return;
-    /* Destroy without Unsubscribe: since nats.c 3.4 that never deletes the
-     * consumer, and ours was created by ensure_consumer anyway. */
+    if (c->sub) {
+        /* what the open requests still bring goes back at once (NAK)
+         * instead of waiting out the ack wait */
+        natsMsg *m = NULL;
+        int64_t until = an_time_mono_ms() + 100;
+        while (c->nreqs && an_time_mono_ms() < until &&
+               natsSubscription_NextMsg(&m, c->sub, 20) == NATS_OK) {
+            const char *reply = natsMsg_GetReply(m);
+            if (reply && strncmp(reply, "$JS.ACK.", 8) == 0)
+                ingest_consumer_nak(c, reply);
+            natsMsg_Destroy(m);
+        }
+        natsSubscription_Unsubscribe(c->sub);
+    }
     natsSubscription_Destroy(c->sub);
     jsCtx_Destroy(c->js);
     free(c->subjects);
@@ -259,6 +303,8 @@ void ingest_consumer_close(ingest_consumer *c)
 
 an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err)
 {
+    if (c->sub)
+        natsSubscription_Unsubscribe(c->sub);
     natsSubscription_Destroy(c->sub);
     c->sub = NULL;
     an_status st = ensure_stream(c, err);
@@ -269,40 +315,131 @@ an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err)
     return st;
 }
 
-/* One pull request: batch messages at most, max_bytes (0: no limit), either
- * no_wait or waiting up to timeout_ms. */
-static natsStatus pull(ingest_consumer *c, natsMsgList *list, int batch, int64_t max_bytes,
-                       bool no_wait, int64_t timeout_ms)
+static int credit(const ingest_consumer *c)
 {
-    jsFetchRequest req;
-    jsFetchRequest_Init(&req);
-    req.Batch = batch;
-    req.MaxBytes = max_bytes;
-    req.NoWait = no_wait;
-    if (!no_wait)
-        req.Expires = (timeout_ms > 0 ? timeout_ms : 1) * NS_PER_MS;
-    return natsSubscription_FetchRequest(list, c->sub, &req);
+    int n = 0;
+    for (int i = 0; i < c->nreqs; i++)
+        n += c->reqs[i].credit;
+    return n;
+}
+
+static void drop_request(ingest_consumer *c, int i)
+{
+    c->reqs[i] = c->reqs[--c->nreqs];
+}
+
+/* Open pull requests until MAX_REQUESTS are open or they may bring 2 x max
+ * messages. */
+static natsStatus top_up(ingest_consumer *c, int max, int64_t max_bytes, int64_t now)
+{
+    for (int i = 0; i < c->nreqs;)
+        if (now >= c->reqs[i].forget_at)
+            drop_request(c, i);
+        else
+            i++;
+    while (c->nreqs < MAX_REQUESTS && credit(c) < 2 * max) {
+        pull_request *r = &c->reqs[c->nreqs];
+        r->id = ++c->next_id;
+        r->credit = max;
+        r->forget_at = now + REQUEST_LIFE + REQUEST_GRACE;
+        char reply[192], body[160];
+        snprintf(reply, sizeof(reply), "%s.%llu", c->inbox, (unsigned long long)r->id);
+        int n = max_bytes > 0 ? snprintf(body, sizeof(body),
+                                         "{\"batch\":%d,\"expires\":%lld,\"max_bytes\":%lld}", max,
+                                         (long long)REQUEST_LIFE * NS_PER_MS, (long long)max_bytes)
+                              : snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%lld}", max,
+                                         (long long)REQUEST_LIFE * NS_PER_MS);
+        natsStatus s = natsConnection_PublishRequest(c->nc, c->next_subject, reply, body, n);
+        if (s != NATS_OK)
+            return s;
+        c->nreqs++;
+    }
+    return NATS_OK;
+}
+
+/* A status message ended the request it answers (or was a heartbeat).
+ * Returns an error for the statuses that mean the consumer is gone. */
+static an_status on_status(ingest_consumer *c, natsMsg *m, an_error *err)
+{
+    const char *code = NULL, *desc = NULL;
+    natsMsgHeader_Get(m, "Status", &code);
+    natsMsgHeader_Get(m, "Description", &desc);
+    if (code && strcmp(code, "100") == 0)
+        return AN_OK; /* idle heartbeat */
+    const char *subject = natsMsg_GetSubject(m);
+    const char *dot = subject ? strrchr(subject, '.') : NULL;
+    uint64_t id = dot ? strtoull(dot + 1, NULL, 10) : 0;
+    for (int i = 0; i < c->nreqs; i++)
+        if (c->reqs[i].id == id) {
+            drop_request(c, i);
+            break;
+        }
+    if (code && strcmp(code, "409") == 0 && desc &&
+        (strstr(desc, "Consumer Deleted") || strstr(desc, "Consumer is push based")))
+        return an_error_set(err, AN_UNAVAILABLE, "pull request refused: 409 %s", desc);
+    if (code && strcmp(code, "503") == 0)
+        return an_error_set(err, AN_UNAVAILABLE, "JetStream is not available (503)");
+    return AN_OK;
 }
 
 an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, int64_t timeout_ms,
-                                natsMsgList *list, an_error *err)
+                                bool more_requests, natsMsgList *list, an_error *err)
 {
     memset(list, 0, sizeof(*list));
     if (!c->sub)
         return an_error_set(err, AN_UNAVAILABLE, "not subscribed to the ingest consumer");
-    /* As natsSubscription_Fetch does: take what is there at once, and only
-     * when nothing is, wait for messages; plus the byte budget. */
-    natsStatus s = pull(c, list, max, max_bytes, true, 0);
-    if (list->Count == 0 && (s == NATS_OK || s == NATS_NOT_FOUND || s == NATS_TIMEOUT))
-        s = pull(c, list, max, max_bytes, false, timeout_ms);
-    if (list->Count == 0 && s == NATS_ERR && max_bytes > 0) {
-        /* a 409: the next message alone is larger than the budget; take it alone */
-        s = pull(c, list, 1, 0, true, 0);
+    if (max < 1)
+        max = 1;
+    /* two requests may each bring max_bytes / 2: about max_bytes in all */
+    int64_t per_request = max_bytes > 0 ? (max_bytes / 2 > 65536 ? max_bytes / 2 : 65536) : 0;
+    int64_t now = an_time_mono_ms(), deadline = now + (timeout_ms > 0 ? timeout_ms : 0);
+    natsStatus s = more_requests ? top_up(c, max, per_request, now) : NATS_OK;
+    if (s != NATS_OK)
+        return nats_error(err, s, 0, "sending a pull request");
+    natsMsg **msgs = malloc((size_t)max * sizeof(natsMsg *));
+    if (!msgs)
+        abort();
+    int count = 0;
+    an_status st = AN_OK;
+    while (count < max) {
+        now = an_time_mono_ms();
+        /* with messages in hand, take only what is queued already */
+        int64_t wait = count ? 0 : deadline - now;
+        if (wait < 0)
+            break;
+        natsMsg *m = NULL;
+        s = natsSubscription_NextMsg(&m, c->sub, wait);
+        if (s == NATS_TIMEOUT)
+            break;
+        if (s != NATS_OK) {
+            st = nats_error(err, s, 0, "reading pulled messages");
+            break;
+        }
+        const char *reply = natsMsg_GetReply(m);
+        if (reply && strncmp(reply, "$JS.ACK.", 8) == 0) {
+            msgs[count++] = m;
+            /* the server fills the oldest request first */
+            if (c->nreqs && --c->reqs[0].credit <= 0)
+                drop_request(c, 0);
+            continue;
+        }
+        st = on_status(c, m, err);
+        natsMsg_Destroy(m);
+        if (st != AN_OK)
+            break;
+        s = more_requests ? top_up(c, max, per_request, an_time_mono_ms()) : NATS_OK;
+        if (s != NATS_OK) {
+            st = nats_error(err, s, 0, "sending a pull request");
+            break;
+        }
     }
-    if (list->Count > 0 || s == NATS_OK || s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
-        return AN_OK;
-    an_status st = nats_error(err, s, 0, "fetching from the ingest consumer");
-    return st == AN_FAILED_PRECONDITION ? AN_UNAVAILABLE : st;
+    if (count) {
+        list->Msgs = msgs;
+        list->Count = count;
+        return AN_OK; /* an error after messages comes again on the next call */
+    }
+    free(msgs);
+    return st;
 }
 
 an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_t *num_ack_pending,

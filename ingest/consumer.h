@@ -27,6 +27,7 @@
 #include "common/status.h"
 
 #include <nats/nats.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct ingest_consumer_config {
@@ -53,12 +54,15 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
 /* Unsubscribe locally (the durable consumer stays on the server) and free. */
 void ingest_consumer_close(ingest_consumer *c);
 
-/* Up to max messages and about max_bytes of them (0: no byte limit; a
- * single larger message still comes, alone), waiting at most timeout_ms for
- * the first. AN_OK with list->Count >= 0 (0 on timeout); the caller destroys
- * the list (natsMsgList_Destroy). Other errors: AN_UNAVAILABLE. */
+/* Up to max messages and about max_bytes of them (0: no byte limit),
+ * waiting at most timeout_ms for the first. With more_requests, pull
+ * requests are opened so that up to 2 x max messages are on their way (they
+ * keep coming after the call returns; the next call takes them); without,
+ * only messages already received are taken (timeout_ms 0: no wait). AN_OK
+ * with list->Count >= 0; the caller destroys the list (natsMsgList_Destroy).
+ * Other errors: AN_UNAVAILABLE. */
 an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, int64_t timeout_ms,
-                                natsMsgList *list, an_error *err);
+                                bool more_requests, natsMsgList *list, an_error *err);
 
 /* Re-create the stream/consumer and the subscription (after a server lost
  * them, or errors that persist). */

@@ -430,43 +430,61 @@ static bool skip_value(ingest_parser *p, int depth, int max_depth)
 
 /* ------------------------------------------------------------- output */
 
+/* an_buf_add and an_buf_addc without the call per byte run: the hot path
+ * of building the properties JSON. Keeps an_buf's NUL terminator. */
+static inline void put(an_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap)
+        an_buf_grow(b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static inline void putc1(an_buf *b, char c)
+{
+    if (b->len + 2 > b->cap)
+        an_buf_grow(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
 /* Append s as a JSON string (with quotes), escaping what JSON requires. */
 static void out_string(an_buf *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    an_buf_grow(o, n + 2);
-    an_buf_addc(o, '"');
+    putc1(o, '"');
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        an_buf_add(o, s + run, i - run);
+        put(o, s + run, i - run);
         run = i + 1;
         switch (c) {
         case '"':
-            an_buf_add(o, "\\\"", 2);
+            put(o, "\\\"", 2);
             break;
         case '\\':
-            an_buf_add(o, "\\\\", 2);
+            put(o, "\\\\", 2);
             break;
         case '\n':
-            an_buf_add(o, "\\n", 2);
+            put(o, "\\n", 2);
             break;
         case '\r':
-            an_buf_add(o, "\\r", 2);
+            put(o, "\\r", 2);
             break;
         case '\t':
-            an_buf_add(o, "\\t", 2);
+            put(o, "\\t", 2);
             break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            an_buf_add(o, u, 6);
+            put(o, u, 6);
         }
         }
     }
-    an_buf_add(o, s + run, n - run);
-    an_buf_addc(o, '"');
+    put(o, s + run, n - run);
+    putc1(o, '"');
 }
 
 static leaf *new_leaf(ingest_parser *p)
@@ -478,7 +496,7 @@ static leaf *new_leaf(ingest_parser *p)
     leaf *l = &p->leaves[p->nleaves++];
     l->koff = p->flat.len;
     l->klen = p->path.len;
-    an_buf_add(&p->flat, p->path.data ? p->path.data : "", p->path.len);
+    put(&p->flat, p->path.data ? p->path.data : "", p->path.len);
     return l;
 }
 
@@ -496,7 +514,7 @@ static void leaf_flat(ingest_parser *p, const char *v, size_t n)
     l->vsrc = V_FLAT;
     l->voff = p->flat.len;
     l->vlen = n;
-    an_buf_add(&p->flat, v, n);
+    put(&p->flat, v, n);
 }
 
 static void leaf_out(ingest_parser *p, size_t off, size_t n)
@@ -543,7 +561,7 @@ static bool hash_value(ingest_parser *p, int depth, bool record)
     } else if (peek(p, 'n')) {
         if (!literal(p, "null", 4))
             return false;
-        an_buf_add(&p->out, "null", 4);
+        put(&p->out, "null", 4);
         return true;
     } else {
         if (!skip_value(p, depth, p->lim.max_depth))
@@ -564,12 +582,12 @@ static bool t_object(ingest_parser *p, int depth, bool record)
         return fail(p, INGEST_REASON_TOO_DEEP, "data nests deeper than %d levels",
                     p->lim.max_depth);
     p->s++; /* '{' */
-    an_buf_addc(&p->out, '{');
+    putc1(&p->out, '{');
     bool first = true;
     ws(p);
     if (peek(p, '}')) {
         p->s++;
-        an_buf_addc(&p->out, '}');
+        putc1(&p->out, '}');
         return true;
     }
     for (;;) {
@@ -592,7 +610,7 @@ static bool t_object(ingest_parser *p, int depth, bool record)
                 return false;
         } else {
             if (!first)
-                an_buf_addc(&p->out, ',');
+                putc1(&p->out, ',');
             first = false;
             /* the key itself may hold an address */
             an_buf_reset(&p->tmp);
@@ -603,12 +621,12 @@ static bool t_object(ingest_parser *p, int depth, bool record)
                 kn = p->tmp.len;
             }
             out_string(&p->out, k, kn);
-            an_buf_addc(&p->out, ':');
+            putc1(&p->out, ':');
             size_t path_len = p->path.len;
             if (record) {
                 if (path_len)
-                    an_buf_addc(&p->path, '.');
-                an_buf_add(&p->path, k, kn);
+                    putc1(&p->path, '.');
+                put(&p->path, k, kn);
             }
             bool ok;
             if (act == INGEST_PII_HASH) {
@@ -632,7 +650,7 @@ static bool t_object(ingest_parser *p, int depth, bool record)
         }
         if (peek(p, '}')) {
             p->s++;
-            an_buf_addc(&p->out, '}');
+            putc1(&p->out, '}');
             return true;
         }
         return syntax(p, "',' or '}'");
@@ -645,16 +663,16 @@ static bool t_array(ingest_parser *p, int depth)
         return fail(p, INGEST_REASON_TOO_DEEP, "data nests deeper than %d levels",
                     p->lim.max_depth);
     p->s++; /* '[' */
-    an_buf_addc(&p->out, '[');
+    putc1(&p->out, '[');
     ws(p);
     if (peek(p, ']')) {
         p->s++;
-        an_buf_addc(&p->out, ']');
+        putc1(&p->out, ']');
         return true;
     }
     for (bool first = true;; first = false) {
         if (!first)
-            an_buf_addc(&p->out, ',');
+            putc1(&p->out, ',');
         if (!t_value(p, depth, false))
             return false;
         ws(p);
@@ -664,7 +682,7 @@ static bool t_array(ingest_parser *p, int depth)
         }
         if (peek(p, ']')) {
             p->s++;
-            an_buf_addc(&p->out, ']');
+            putc1(&p->out, ']');
             return true;
         }
         return syntax(p, "',' or ']'");
@@ -699,26 +717,26 @@ static bool t_value(ingest_parser *p, int depth, bool record)
     case 't':
         if (!literal(p, "true", 4))
             return false;
-        an_buf_add(&p->out, "true", 4);
+        put(&p->out, "true", 4);
         if (record)
             leaf_ptr(p, "true", 4);
         return true;
     case 'f':
         if (!literal(p, "false", 5))
             return false;
-        an_buf_add(&p->out, "false", 5);
+        put(&p->out, "false", 5);
         if (record)
             leaf_ptr(p, "false", 5);
         return true;
     case 'n':
         if (!literal(p, "null", 4))
             return false;
-        an_buf_add(&p->out, "null", 4);
+        put(&p->out, "null", 4);
         return true;
     default:
         if (!number(p, &v, &n))
             return false;
-        an_buf_add(&p->out, v, n);
+        put(&p->out, v, n);
         if (record)
             leaf_ptr(p, v, n);
         return true;
@@ -727,14 +745,17 @@ static bool t_value(ingest_parser *p, int depth, bool record)
 
 /* ---------------------------------------------------------- envelope */
 
+static inline bool id_char(unsigned char c)
+{
+    return (unsigned)((c | 0x20) - 'a') < 26 || (unsigned)(c - '0') < 10 || c == '_' || c == '.' ||
+           c == ':' || c == '-';
+}
+
 static bool id_chars(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
+    for (size_t i = 0; i < n; i++)
+        if (!id_char((unsigned char)s[i]))
             return false;
-    }
     return true;
 }
 
@@ -1021,7 +1042,7 @@ static bool envelope(ingest_parser *p, int64_t now_ms, ingest_event *ev)
     ev->occurred_ms = ms;
     if (!(f.seen & F_DATA) || p->out.len == 0) {
         an_buf_reset(&p->out);
-        an_buf_add(&p->out, "{}", 2);
+        put(&p->out, "{}", 2);
     }
     return true;
 }

@@ -162,6 +162,7 @@ static an_status ingest_init(an_service *svc, void *ctx, an_error *err)
         .store = {.url = sc->clickhouse_url,
                   .user = sc->clickhouse_user,
                   .password = sc->clickhouse_password,
+                  .instance = an_service_id(svc),
                   .insert_timeout_ms = (int)c->insert_timeout_ms,
                   .crash_between_tiers = strcmp(c->test_crash, "between_tiers") == 0},
         .limits = {.max_event_bytes = (size_t)c->max_event_bytes,

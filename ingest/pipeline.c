@@ -22,6 +22,9 @@ struct ingest_pipeline {
     ingest_metrics *m;
 
     /* the fetcher's */
+    natsMsg **parked; /* pulled while no batch was free (the writer is behind) */
+    int nparked, parked_cap;
+    int64_t parked_progress_ms;
     ingest_hasher *hasher;
     ingest_parser *parser;
     an_buf headers;
@@ -65,13 +68,15 @@ static void wait_until(ingest_pipeline *p, int64_t deadline_ms)
 
 /* ------------------------------------------------------------- the pool */
 
-/* A free batch for the fetcher; NULL once stopping. */
-static ingest_batch *take_free(ingest_pipeline *p)
+/* A free batch for the fetcher, waiting at most wait_ms; NULL on timeout or
+ * once stopping. */
+static ingest_batch *take_free(ingest_pipeline *p, int64_t wait_ms)
 {
+    int64_t until = an_time_mono_ms() + wait_ms;
     pthread_mutex_lock(&p->mu);
-    while (p->nfree == 0 && !p->stopping)
-        pthread_cond_wait(&p->cv, &p->mu);
-    ingest_batch *b = p->stopping ? NULL : p->free_list[--p->nfree];
+    while (p->nfree == 0 && !p->stopping && an_time_mono_ms() < until)
+        wait_until(p, until);
+    ingest_batch *b = p->stopping || p->nfree == 0 ? NULL : p->free_list[--p->nfree];
     pthread_mutex_unlock(&p->mu);
     return b;
 }
@@ -152,6 +157,14 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
         jsMsgMetaData_Destroy(meta);
     }
     an_prom_counter_inc(info.delivered > 1 ? p->m->messages_redelivered : p->m->messages_first);
+    if (info.delivered > 1 && ingest_batch_has_seq(b, info.stream_seq)) {
+        /* redelivered while its first copy waits in this very batch (the
+         * ack wait ran out under load): ack both, write once */
+        ingest_batch_add_ack_only(b, &info);
+        an_debug("seq %llu came again while in the batch: acked once more, written once",
+                 (unsigned long long)info.stream_seq);
+        return;
+    }
 
     ingest_event ev;
     ingest_reject rej;
@@ -192,17 +205,70 @@ static bool is_stopping(ingest_pipeline *p)
     return s;
 }
 
+/* While every batch waits for the writer, messages that the open pull
+ * requests still bring must not sit unseen in the subscription past the ack
+ * wait (JetStream would hand them to another replica while this one still
+ * has them): park them here and keep them alive. */
+static void park(ingest_pipeline *p)
+{
+    natsMsgList list;
+    an_error err;
+    if (ingest_consumer_fetch(p->o.consumer, 2 * p->o.fetch + 16, 0, 0, false, &list, &err) ==
+            AN_OK &&
+        list.Count > 0) {
+        if (p->nparked + list.Count > p->parked_cap) {
+            p->parked_cap = (p->nparked + list.Count) * 2;
+            p->parked = realloc(p->parked, (size_t)p->parked_cap * sizeof(natsMsg *));
+            if (!p->parked)
+                abort();
+        }
+        if (!p->nparked)
+            p->parked_progress_ms = an_time_mono_ms();
+        memcpy(p->parked + p->nparked, list.Msgs, (size_t)list.Count * sizeof(natsMsg *));
+        p->nparked += list.Count;
+        free(list.Msgs); /* the messages are ours now */
+    }
+    int64_t now = an_time_mono_ms();
+    if (p->nparked && now - p->parked_progress_ms >= p->o.ack_wait_ms / 3) {
+        for (int i = 0; i < p->nparked; i++)
+            ingest_consumer_progress(p->o.consumer, natsMsg_GetReply(p->parked[i]));
+        p->parked_progress_ms = now;
+    }
+}
+
+/* The parked messages go first into the batch that became free. */
+static void release_parked(ingest_pipeline *p, ingest_batch *b)
+{
+    if (!p->nparked)
+        return;
+    int64_t wall = an_time_now_ms();
+    b->opened_ms = an_time_mono_ms();
+    for (int i = 0; i < p->nparked; i++) {
+        take_in(p, b, p->parked[i], wall);
+        natsMsg_Destroy(p->parked[i]);
+    }
+    p->nparked = 0;
+}
+
 static void *fetcher_main(void *arg)
 {
     ingest_pipeline *p = arg;
     const ingest_pipeline_options *o = &p->o;
     int64_t failing_since = 0, last_log = 0, last_reopen = 0;
-    ingest_batch *b = take_free(p);
-    while (b && !is_stopping(p)) {
+    ingest_batch *b = NULL;
+    while (!is_stopping(p)) {
+        if (!b) {
+            b = take_free(p, 200);
+            if (!b) {
+                park(p);
+                continue;
+            }
+            release_parked(p, b);
+        }
         int64_t now = an_time_mono_ms();
         int64_t timeout = b->n ? b->opened_ms + o->batch_age_ms - now : 500;
         timeout = timeout < 1 ? 1 : timeout > 500 ? 500 : timeout;
-        size_t room = o->batch_rows - b->n;
+        size_t room = b->n < o->batch_rows ? o->batch_rows - b->n : 1;
         int want = (size_t)o->fetch < room ? o->fetch : (int)room;
         natsMsgList list;
         an_error err;
@@ -210,7 +276,8 @@ static void *fetcher_main(void *arg)
          * near batch_bytes even when the events are large */
         int64_t room_bytes = (int64_t)o->batch_bytes - (int64_t)ingest_batch_bytes(b);
         int64_t max_bytes = room_bytes / 2 < (1 << 20) ? (1 << 20) : room_bytes / 2;
-        an_status st = ingest_consumer_fetch(o->consumer, want, max_bytes, timeout, &list, &err);
+        an_status st =
+            ingest_consumer_fetch(o->consumer, want, max_bytes, timeout, true, &list, &err);
         now = an_time_mono_ms();
         if (st != AN_OK) {
             if (!failing_since)
@@ -249,9 +316,16 @@ static void *fetcher_main(void *arg)
         bool old = b->n && an_time_mono_ms() >= b->opened_ms + o->batch_age_ms;
         if (full || old) {
             submit(p, b);
-            b = take_free(p);
+            b = NULL;
         }
     }
+    if (b && p->nparked)
+        release_parked(p, b);
+    for (int i = 0; i < p->nparked; i++) { /* no batch to put them in: hand them back */
+        ingest_consumer_nak(o->consumer, natsMsg_GetReply(p->parked[i]));
+        natsMsg_Destroy(p->parked[i]);
+    }
+    p->nparked = 0;
     if (b && b->n)
         submit(p, b);
     else if (b)
@@ -451,6 +525,7 @@ static void free_pipeline(ingest_pipeline *p)
     for (int i = 0; i < POOL; i++)
         ingest_batch_free(p->pool[i]);
     ingest_store_free(p->store);
+    free(p->parked);
     ingest_parser_free(p->parser);
     ingest_hasher_free(p->hasher);
     an_buf_free(&p->headers);

@@ -17,6 +17,9 @@
 /* One ClickHouse connection and the scratch of the writes made on it. */
 typedef struct conn {
     an_ch *ch;
+    const char *instance;   /* the store's */
+    int64_t max_wait_ms;    /* for INSERTs still running elsewhere */
+    bool processes_refused; /* system.processes cannot be read: warned once */
     an_buf sql;
     an_buf body;
     uint8_t *present; /* per message of the batch being written */
@@ -36,6 +39,8 @@ typedef struct job {
 
 struct ingest_store {
     conn main, side;
+    char *instance;
+    uint64_t serial;
     bool crash_between_tiers;
     pthread_t helper;
     bool helper_started;
@@ -110,6 +115,13 @@ an_status ingest_store_new(const ingest_store_options *o, ingest_store **out, an
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     st->crash_between_tiers = o->crash_between_tiers;
+    st->instance = strdup(o->instance && *o->instance ? o->instance : "x");
+    if (!st->instance)
+        abort();
+    for (conn *c = &st->main; c; c = c == &st->main ? &st->side : NULL) {
+        c->instance = st->instance;
+        c->max_wait_ms = o->insert_timeout_ms > 0 ? o->insert_timeout_ms : 120000;
+    }
     an_status s = conn_open(&st->main, o, err);
     if (s == AN_OK)
         s = conn_open(&st->side, o, err);
@@ -140,6 +152,7 @@ void ingest_store_free(ingest_store *st)
     }
     conn_close(&st->main);
     conn_close(&st->side);
+    free(st->instance);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
     free(st);
@@ -309,6 +322,80 @@ static an_status look_up(conn *st, const ingest_batch *b, ingest_tier t, const s
 
 /* --------------------------------------------------------------- writes */
 
+/* query_id of an INSERT: "ingest-<instance>-<batch>-<tier>-<attempt>". */
+static void query_id(char *out, size_t n, const conn *c, const ingest_batch *b, ingest_tier t)
+{
+    snprintf(out, n, "ingest-%s-%llu-%d-%d", c->instance, (unsigned long long)b->serial, (int)t,
+             b->attempts);
+}
+
+static an_status count_rows(void *ud, const an_ch_row *row, an_error *err)
+{
+    (void)err;
+    if (row->ncols > 0 && row->fields[0])
+        *(long long *)ud = atoll(row->fields[0]);
+    return AN_OK;
+}
+
+/* Wait until no ingest INSERT into tier t's table that may hold rows of b
+ * is still running: one that started before b's first message was fetched
+ * (a replica that died after sending it), or an earlier attempt of this
+ * same batch and tier (failed on the client side, maybe not on the server). */
+static an_status wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t, an_error *err)
+{
+    int64_t start = an_time_mono_ms(), logged = 0;
+    for (;;) {
+        double age = (double)(an_time_mono_ms() - b->opened_ms) / 1000.0;
+        char own[160];
+        snprintf(own, sizeof(own), "ingest-%s-%llu-%d-", c->instance, (unsigned long long)b->serial,
+                 (int)t);
+        an_buf_reset(&c->sql);
+        an_buf_adds(&c->sql, "SELECT count() FROM system.processes WHERE "
+                             "startsWith(query_id, 'ingest-') AND startsWith(query, ");
+        char prefix[128];
+        snprintf(prefix, sizeof(prefix), "INSERT INTO %s ", ingest_tier_table(t));
+        an_sql_quote_str(&c->sql, prefix);
+        an_buf_adds(&c->sql, ") AND (elapsed >= ");
+        an_error e;
+        an_sql_double(&c->sql, age, &e);
+        an_buf_adds(&c->sql, " OR startsWith(query_id, ");
+        an_sql_quote_str(&c->sql, own);
+        an_buf_adds(&c->sql, "))");
+        long long running = 0;
+        if (c->processes_refused)
+            return AN_OK;
+        an_status st = an_ch_query(c->ch, c->sql.data, NULL, count_rows, &running, &e);
+        if (st == AN_UNAVAILABLE) { /* ClickHouse is away: this attempt fails, the next waits */
+            if (err)
+                *err = e;
+            return st;
+        }
+        if (st != AN_OK) { /* not allowed to read it: say so once, go on without */
+            if (!c->processes_refused)
+                an_warn("cannot read system.processes (%s): look-ups of redelivered messages "
+                        "rely on the ack wait alone",
+                        e.message);
+            c->processes_refused = true;
+            return AN_OK;
+        }
+        int64_t waited = an_time_mono_ms() - start;
+        if (running == 0)
+            return AN_OK;
+        if (waited >= c->max_wait_ms) {
+            an_warn("%lld earlier INSERTs into %s still run after %lld ms; looking up anyway",
+                    running, ingest_tier_table(t), (long long)waited);
+            return AN_OK;
+        }
+        if (waited - logged >= 5000) {
+            an_info("waiting for %lld earlier INSERTs into %s to finish before looking up "
+                    "redelivered rows",
+                    running, ingest_tier_table(t));
+            logged = waited;
+        }
+        usleep(100 * 1000);
+    }
+}
+
 static an_status write_tier(conn *st, ingest_batch *b, ingest_tier t, ingest_write_report *rep,
                             an_error *err)
 {
@@ -338,7 +425,9 @@ static an_status write_tier(conn *st, ingest_batch *b, ingest_tier t, ingest_wri
                 abort();
         }
         memset(st->present, 0, b->n);
-        an_status s = look_up(st, b, t, idx, n, &found, err);
+        an_status s = wait_for_inserts(st, b, t, err);
+        if (s == AN_OK)
+            s = look_up(st, b, t, idx, n, &found, err);
         rep->looked_up += n;
         if (s != AN_OK) {
             free(idx);
@@ -348,8 +437,12 @@ static an_status write_tier(conn *st, ingest_batch *b, ingest_tier t, ingest_wri
     free(idx);
     an_status s;
     size_t sent = an_ch_batch_rows(rows);
+    char qid[160];
+    query_id(qid, sizeof(qid), st, b, t);
+    an_ch_setting qs = {"query_id", qid};
+    an_ch_settings settings = {.extra = &qs, .n_extra = 1};
     if (found == 0) {
-        s = an_ch_insert(st->ch, rows, NULL, 0, err);
+        s = an_ch_insert(st->ch, rows, &settings, 0, err);
     } else {
         size_t len;
         const char *data = an_ch_batch_data(rows, &len);
@@ -363,7 +456,7 @@ static an_status write_tier(conn *st, ingest_batch *b, ingest_tier t, ingest_wri
             sent++;
         }
         s = sent ? an_ch_insert_raw(st->ch, an_ch_batch_statement(rows), st->body.data,
-                                    st->body.len, NULL, 0, err)
+                                    st->body.len, &settings, 0, err)
                  : AN_OK;
     }
     if (s == AN_OK) {
@@ -395,6 +488,8 @@ an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_rep
 {
     memset(rep, 0, sizeof(*rep));
     b->attempts++;
+    if (!b->serial)
+        b->serial = ++st->serial;
     bool hot = !b->written[INGEST_TIER_HOT] && an_ch_batch_rows(b->rows[INGEST_TIER_HOT]);
     bool audit = !b->written[INGEST_TIER_AUDIT] && an_ch_batch_rows(b->rows[INGEST_TIER_AUDIT]);
     job j = {.b = b, .t = INGEST_TIER_HOT};

@@ -13,7 +13,14 @@
  *     rows).
  * The look-up reads (tenant_id, event_id) pairs by the tables' primary key
  * (dead letters: subject and stream_seq) and the insert then carries only
- * the rows not found. See docs/ingest.md for the whole exactly-once design.
+ * the rows not found. A look-up is only true once the INSERTs that may hold
+ * those rows have finished, and ClickHouse finishes an INSERT whose client
+ * died: every INSERT of ingest has the query_id
+ * "ingest-<instance>-<batch>-<tier>-<attempt>", and before a look-up the
+ * store waits (up to the insert timeout) until system.processes shows no
+ * ingest INSERT into that table that started before the batch's first
+ * message was fetched, nor an earlier attempt of the same batch. See
+ * docs/ingest.md for the whole exactly-once design.
  *
  * Not thread-safe: one store per writer thread.
  */
@@ -30,6 +37,7 @@ typedef struct ingest_store ingest_store;
 
 typedef struct ingest_store_options {
     const char *url, *user, *password;
+    const char *instance;     /* this replica's id, in the query_id of its INSERTs */
     int insert_timeout_ms;    /* one INSERT, client side */
     bool crash_between_tiers; /* testing only: _exit(70) after the first tier is written */
 } ingest_store_options;

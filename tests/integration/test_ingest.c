@@ -904,6 +904,7 @@ static void crash_and_recover(const char *hook, long n, const char *skipped_seri
     const char *env[] = {crash, "ANALYTICS_INGEST_ACK_WAIT=2s", "ANALYTICS_INGEST_BATCH_AGE=500ms",
                          NULL};
     proc *p = start_ingest(env);
+    publish("courses.broken", "{\"not\": \"an event\""); /* a dead letter in the batch */
     load(n, tenant, hook);
     int st = 0;
     ck_assert_msg(th_wait(p->pid, 30000, &st, NULL) == 0, "ingest did not exit at the hook");
@@ -924,6 +925,10 @@ static void crash_and_recover(const char *hook, long n, const char *skipped_seri
     free(q);
     th_sleep_ms(3000); /* an ack wait more: no late duplicate arrives */
     assert_counted_once(tenant, n);
+    ck_assert_int_eq(count_q("SELECT count() FROM analytics_audit.dead_letters WHERE subject = "
+                             "'%s.courses.broken'",
+                             prefix),
+                     1);
     ck_assert_msg(metric(p2, "analytics_ingest_messages_total{delivery=\"redelivery\"}") > 0,
                   "the restarted ingest got no redelivery");
     ck_assert_msg(metric(p2, skipped_series) > 0, "%s is 0: nothing was found stored",
