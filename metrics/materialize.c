@@ -507,6 +507,16 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
         metrics_def_free(&d);
         return JOB_DONE;
     }
+    bool ran = false;
+    if ((s = metrics_store_run_exists(w->writer, id, tick, &ran, &e)) != AN_OK || ran) {
+        metrics_def_free(&d);
+        if (s != AN_OK) {
+            snprintf(why, why_len, "reading the run log: %.400s", e.message);
+            return JOB_RETRY;
+        }
+        an_info("materialize: tick of metric %s already ran (job %s redelivered)", id, job->id);
+        return JOB_DONE;
+    }
     char iso[AN_TIME_ISO_LEN];
     an_time_format_iso(tick, iso, NULL);
     an_log_ctx(AN_LOG_INFO, d.tenant_id, job->correlation_id,

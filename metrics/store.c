@@ -322,6 +322,23 @@ an_status metrics_store_run_put(an_ch *ch, const store_run *r, an_error *err)
     return s;
 }
 
+an_status metrics_store_run_exists(an_ch *ch, const char *metric_id, int64_t tick_ms, bool *exists,
+                                   an_error *err)
+{
+    an_buf q = AN_BUF_INIT, out = AN_BUF_INIT;
+    an_buf_adds(&q, "SELECT count() FROM analytics.metric_runs WHERE metric_id = ");
+    an_sql_quote_str(&q, metric_id);
+    an_buf_adds(&q, " AND tick = toDateTime(");
+    an_sql_int64(&q, an_time_floor_div(tick_ms, 1000));
+    an_buf_adds(&q, ") AND status = 'ok'");
+    an_status s = an_ch_query_buf(ch, an_buf_str(&q), NULL, NULL, &out, err);
+    if (s == AN_OK)
+        *exists = strtoull(an_buf_str(&out), NULL, 10) > 0;
+    an_buf_free(&q);
+    an_buf_free(&out);
+    return s;
+}
+
 typedef struct windows {
     int64_t (*w)[2];
     size_t n, cap;

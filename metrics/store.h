@@ -106,6 +106,12 @@ typedef struct store_run {
 /* Log a completed run (status ok). */
 an_status metrics_store_run_put(an_ch *ch, const store_run *r, an_error *err);
 
+/* Has the tick of metric_id already run (an ok row in the log)? A job
+ * redelivered after its worker logged the run but died before the ack is
+ * then acknowledged without running again. */
+an_status metrics_store_run_exists(an_ch *ch, const char *metric_id, int64_t tick_ms, bool *exists,
+                                   an_error *err);
+
 /* Do the ok runs of (owner, metric, spec_hash, granularity, dimensions)
  * cover [from, to) without a gap? (run as the reader) */
 an_status metrics_store_coverage(an_ch *reader, const char *owner, const char *metric_id,

@@ -267,6 +267,24 @@ START_TEST(test_metrics_materialize_two_replicas_run_each_tick_once)
                         pid);
     ck_assert_msg(th_ch_count(tsql) > 0, "no all-tenant total was materialized");
 
+    /* a job delivered again after its tick ran (a worker that logged the run
+     * and died before its ack): acknowledged, not run twice */
+    char *last = mf_fmt("SELECT toUnixTimestamp(max(tick)) FROM analytics.metric_runs WHERE "
+                        "metric_id = '%s'",
+                        id);
+    long long tick_s = th_ch_count(last);
+    long long before = runs_of(id);
+    char *xadd = mf_fmt("XADD an:%s '*' payload '{\"metricId\":\"%s\",\"tick\":%lld000}' id "
+                        "'%s:%lld'",
+                        c.queue, id, tick_s, id, tick_s);
+    free(th_redis(xadd));
+    ck_assert_msg(mf_wait_log(&r1, "already ran", 10000) || mf_wait_log(&r2, "already ran", 1000),
+                  "the redelivered job was not recognised; logs %s %s", r1.log, r2.log);
+    ck_assert_int_eq(ticks_run_twice(id), 0);
+    ck_assert_int_le(runs_of(id) - before, 1); /* at most a new live tick */
+    free(last);
+    free(xadd);
+
     deprecate(t, NULL, id);
     deprecate(NULL, "platform:admin", pid);
     ck_assert_int_eq(mf_stop(&r1, 20000), 0);

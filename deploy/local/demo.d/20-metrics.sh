@@ -4,8 +4,9 @@
 # sample events through NATS requests to the metrics service, and their
 # query results.
 #
-#   - three metrics of the busiest tenant: daily active users, payment
-#     success rate (a ratio), enrollments per day by source (a dimension);
+#   - metrics of the busiest tenant: daily active users, payment
+#     success rate (a ratio), enrollments per day by source (a dimension),
+#     lessons completed per day from ingest's hourly rollup;
 #   - a platform metric, queried by the tenant (its own events) and by a
 #     platform admin across tenants (per-tenant rows);
 #   - the same query twice (the second from the Redis result cache), a
@@ -122,6 +123,12 @@ rate=$(create "$tenant" "" "{\"name\":\"Payment success rate $stamp\",\"descript
 echo "  payment success rate    $rate"
 cnt=$(create "$tenant" "" "{\"name\":\"Events $stamp\",\"unit\":\"count\",\"query\":$(json "$COUNT"),\"schedule\":\"*/5 * * * *\",\"materialize\":{\"granularity\":\"hour\",\"lookback\":3}}")
 echo "  events (scheduled)      $cnt   materialized every 5 minutes, hourly buckets"
+rollup=$(reader "SELECT count() FROM system.tables WHERE database = 'analytics' AND name = 'events_hourly'" 2>/dev/null || echo 0)
+if [ "$rollup" = 1 ]; then
+    ROLLUP="SELECT {{bucket:hour}} AS bucket{{dimensions}}, countMerge(events) AS value FROM {{events_hourly}} WHERE {{time_range:hour}} AND {{filters}} GROUP BY bucket{{group_by}}"
+    hourly=$(create "$tenant" "" "{\"name\":\"Events from the rollup $stamp\",\"unit\":\"count\",\"query\":$(json "$ROLLUP")}")
+    echo "  events (hourly rollup)  $hourly   reads analytics.events_hourly, not the events"
+fi
 platform=$(create "" "platform:admin" "{\"name\":\"Platform events $stamp\",\"tenantId\":null,\"unit\":\"count\",\"query\":$(json "$COUNT")}")
 echo "  platform events         $platform   (tenantId null, created with platform:admin)"
 
@@ -132,6 +139,11 @@ printf '\npayment success rate per day (a ratio: days without payments are null)
 ask -t "$tenant" analytics.metrics.query "{\"metricId\":\"$rate\",$range}" | show 10 | indent
 printf '\nenrollments per day by source (filter event_name = enrollment.created, dimension properties.source):\n'
 ask -t "$tenant" analytics.metrics.query "{\"metricId\":\"$cnt\",$range,\"dimensions\":[\"properties.source\"],\"filters\":[{\"field\":\"event_name\",\"op\":\"eq\",\"value\":\"enrollment.created\"}]}" | show 12 | indent
+
+if [ -n "${hourly:-}" ]; then
+    printf '\nlessons completed per day, from the hourly rollup (filter event_name = lesson.completed):\n'
+    ask -t "$tenant" analytics.metrics.query "{\"metricId\":\"$hourly\",$range,\"filters\":[{\"field\":\"event_name\",\"op\":\"eq\",\"value\":\"lesson.completed\"}]}" | show 7 | indent
+fi
 
 printf '\nthe platform metric, by %s (its own events only):\n' "$tenant"
 ask -t "$tenant" analytics.metrics.query "{\"metricId\":\"$platform\",$range}" | show 7 | indent
