@@ -82,10 +82,12 @@ typedef struct an_redis_script {
     const char *source; /* the Lua body */
 } an_redis_script;
 
-/* Run script s with nkeys keys followed by the other arguments in
- * args[0..nargs) (keys first, as EVAL wants; lens may be NULL). Reply and
- * errors as an_redis_argv; an error raised by the script gives AN_INTERNAL
- * with the script's name in the message. */
+/* Run script s. args[0..nargs) holds ALL the arguments: the nkeys keys
+ * first, then the other arguments, so nargs = nkeys + number of ARGV (as
+ * EVAL wants; lens may be NULL). Passing only the ARGV count as nargs drops
+ * arguments (three services were bitten). Reply and errors as
+ * an_redis_argv; an error raised by the script gives AN_INTERNAL with the
+ * script's name in the message. */
 an_status an_redis_eval(redisContext *c, const an_redis_script *s, int nkeys, int nargs,
                         const char *const *args, const size_t *lens, redisReply **out,
                         an_error *err);
