@@ -8,6 +8,7 @@
  */
 #include "common/ch.h"
 #include "common/ch_int.h"
+#include "common/crypto.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -90,17 +91,6 @@ void an_ch_tsv_quote(an_buf *out, const char *s, size_t len)
     an_buf_addc(out, '\'');
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t an_ch_tsv_unescape(char *dst, const char *src, size_t len)
 {
     char *o = dst;
@@ -146,8 +136,8 @@ size_t an_ch_tsv_unescape(char *dst, const char *src, size_t len)
             *o++ = '\v';
             break;
         case 'x':
-            if (end - p >= 2 && hexval(p[0]) >= 0 && hexval(p[1]) >= 0) {
-                *o++ = (char)(hexval(p[0]) * 16 + hexval(p[1]));
+            if (end - p >= 2 && an_crypto_hex_value(p[0]) >= 0 && an_crypto_hex_value(p[1]) >= 0) {
+                *o++ = (char)(an_crypto_hex_value(p[0]) * 16 + an_crypto_hex_value(p[1]));
                 p += 2;
             } else {
                 *o++ = 'x';

@@ -166,3 +166,14 @@ an_status an_crypto_b64url_decode(const char *s, size_t len, an_buf *out, an_err
     }
     return AN_OK;
 }
+
+int an_crypto_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -47,6 +47,9 @@ an_status an_crypto_random(void *out, size_t n, an_error *err);
 /* Write 2n lowercase hex digits and a NUL to out (which has 2n + 1 bytes). */
 void an_crypto_hex(const void *data, size_t n, char *out);
 
+/* The value of one hex digit (0-9, a-f, A-F), or -1 when c is not one. */
+int an_crypto_hex_value(char c);
+
 /* Append the base64url encoding of data (RFC 4648 section 5: '-' and '_',
  * no '=' padding) to out. */
 void an_crypto_b64url_encode(const void *data, size_t n, an_buf *out);

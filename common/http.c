@@ -1,6 +1,7 @@
 #include "common/http.h"
 
 #include "common/buf.h"
+#include "common/crypto.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -278,17 +279,6 @@ const char *an_http_request_header(const an_http_request *req, const char *name)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static an_status url_decode(const char *s, size_t len, an_buf *out)
 {
     for (size_t i = 0; i < len; i++) {
@@ -297,7 +287,7 @@ static an_status url_decode(const char *s, size_t len, an_buf *out)
         } else if (s[i] == '%') {
             if (len - i < 3)
                 return AN_INVALID_ARGUMENT;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = an_crypto_hex_value(s[i + 1]), l = an_crypto_hex_value(s[i + 2]);
             if (h < 0 || l < 0 || (h == 0 && l == 0))
                 return AN_INVALID_ARGUMENT; /* bad escape, or %00 */
             an_buf_addc(out, (char)(h * 16 + l));

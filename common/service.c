@@ -314,7 +314,7 @@ static void log_outcome(const an_ep *ep, const char *tenant, const char *correla
 static void reply_unrun(an_service *svc, an_ep *ep, const char *reply, const char *correlation_id,
                         an_status st, const an_error *err, int64_t dur_ns)
 {
-    an_svc_ops_observe(svc, ep->def->name, st, dur_ns);
+    an_svc_ops_observe(ep, st, dur_ns);
     if (svc->observer)
         svc->observer(svc->observer_ud, ep->def->name, st, dur_ns);
     if (reply && *reply)
@@ -476,7 +476,7 @@ static void run_job(an_service *svc, an_job *j)
     }
     pthread_mutex_unlock(&svc->mu);
     if (mine) {
-        an_svc_ops_observe(svc, ep->def->name, st, dur);
+        an_svc_ops_observe(ep, st, dur);
         if (svc->observer)
             svc->observer(svc->observer_ud, ep->def->name, st, dur);
         const char *reply = natsMsg_GetReply(j->msg);

@@ -31,6 +31,9 @@ typedef struct an_ep {
     uint64_t num_errors;
     int64_t processing_ns;
     char last_error[AN_ERROR_MSG_MAX + 16];
+    /* Prometheus series of this endpoint, resolved once (service_ops.c). */
+    an_prom_counter *requests_by_status[AN_INTERNAL + 1];
+    an_prom_histogram *duration;
 } an_ep;
 
 typedef struct an_job an_job;
@@ -119,7 +122,7 @@ void an_srv_unsubscribe(an_service *svc);
 /* service_ops.c */
 an_status an_svc_ops_init(an_service *svc, an_error *err);  /* registry; before init */
 an_status an_svc_ops_start(an_service *svc, an_error *err); /* HTTP; after start */
-void an_svc_ops_observe(an_service *svc, const char *endpoint, an_status st, int64_t dur_ns);
+void an_svc_ops_observe(an_ep *ep, an_status st, int64_t dur_ns);
 void an_svc_ops_stop(an_service *svc); /* stop HTTP; idempotent */
 void an_svc_ops_free(an_service *svc); /* stop and free the registry */
 

@@ -31,23 +31,39 @@ int an_service_http_port(const an_service *svc)
     return svc->http ? an_http_port(svc->http) : 0;
 }
 
-void an_svc_ops_observe(an_service *svc, const char *endpoint, an_status st, int64_t dur_ns)
+/* Get every series of every endpoint now, so a request only does atomic
+ * adds (no registry lookup on the hot path). */
+static an_status resolve_series(an_service *svc, an_error *err)
 {
-    if (!svc->prom)
-        return;
-    an_prom_counter *c = NULL;
-    if (an_prom_counter_get(svc->prom, "analytics_requests_total",
-                            "Requests answered, by endpoint and outcome code.",
-                            AN_PROM_LABELS("service", svc->def->name, "endpoint", endpoint, "code",
-                                           an_status_code(st)),
-                            &c, NULL) == AN_OK)
-        an_prom_counter_inc(c);
-    an_prom_histogram *h = NULL;
-    if (an_prom_histogram_get(svc->prom, "analytics_request_duration_seconds",
-                              "Time from receiving a request to replying.", NULL, 0,
-                              AN_PROM_LABELS("service", svc->def->name, "endpoint", endpoint), &h,
-                              NULL) == AN_OK)
-        an_prom_histogram_observe(h, (double)dur_ns / 1e9);
+    for (size_t i = 0; i < svc->neps; i++) {
+        an_ep *ep = &svc->eps[i];
+        const char *name = ep->def->name;
+        for (int st = AN_OK; st <= AN_INTERNAL; st++) {
+            an_status s =
+                an_prom_counter_get(svc->prom, "analytics_requests_total",
+                                    "Requests answered, by endpoint and outcome code.",
+                                    AN_PROM_LABELS("service", svc->def->name, "endpoint", name,
+                                                   "code", an_status_code((an_status)st)),
+                                    &ep->requests_by_status[st], err);
+            if (s != AN_OK)
+                return s;
+        }
+        an_status s = an_prom_histogram_get(
+            svc->prom, "analytics_request_duration_seconds",
+            "Time from receiving a request to replying.", NULL, 0,
+            AN_PROM_LABELS("service", svc->def->name, "endpoint", name), &ep->duration, err);
+        if (s != AN_OK)
+            return s;
+    }
+    return AN_OK;
+}
+
+void an_svc_ops_observe(an_ep *ep, an_status st, int64_t dur_ns)
+{
+    if (st >= AN_OK && st <= AN_INTERNAL && ep->requests_by_status[st])
+        an_prom_counter_inc(ep->requests_by_status[st]);
+    if (ep->duration)
+        an_prom_histogram_observe(ep->duration, (double)dur_ns / 1e9);
 }
 
 /* /readyz shows one line per dependency: "nats" (connected, not draining)
@@ -131,6 +147,9 @@ an_status an_svc_ops_init(an_service *svc, an_error *err)
     if (s != AN_OK)
         return s;
     an_prom_gauge_set(info, 1);
+    s = resolve_series(svc, err);
+    if (s != AN_OK)
+        return s;
     if (svc->def->deps & AN_DEP_CLICKHOUSE)
         s = an_service_add_ready_check(svc, "clickhouse", ch_ready, svc);
     if (s == AN_OK && (svc->def->deps & AN_DEP_REDIS))

@@ -6,10 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence (2..4 bytes) starting at s[0] (a byte
- * >= 0x80), or 0 when it is not one: RFC 3629, no overlong forms, no
- * surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail)
+size_t an_sql_utf8_seq_len(const unsigned char *s, size_t avail)
 {
     unsigned char c = s[0];
     size_t len;
@@ -49,7 +46,7 @@ void an_sql_quote(an_buf *out, const char *s, size_t n)
     while (i < n) {
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t len = utf8_seq_len(p + i, n - i);
+            size_t len = an_sql_utf8_seq_len(p + i, n - i);
             if (len) {
                 an_buf_add(out, p + i, len);
                 i += len;

@@ -71,4 +71,9 @@ an_status an_sql_ident(an_buf *out, const char *s, an_error *err);
 /* True when s is "database.table" with both parts an_sql_ident_valid. */
 bool an_sql_table_name_valid(const char *s);
 
+/* Length of the valid UTF-8 sequence (2..4 bytes) starting at s[0] (a byte
+ * >= 0x80), or 0 when it is not one: RFC 3629, no overlong forms, no
+ * surrogates, nothing above U+10FFFF. avail: bytes readable at s. */
+size_t an_sql_utf8_seq_len(const unsigned char *s, size_t avail);
+
 #endif

@@ -345,31 +345,6 @@ static int is_word_char(unsigned char c)
     return is_alpha_(c) || is_digit(c);
 }
 
-/* Valid UTF-8 sequence length at s (lead byte >= 0x80), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (avail < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 /* A lexing error at byte offset off (no token yet). */
 static an_status lex_fail(walker *w, size_t off, const char *what)
 {
@@ -461,7 +436,7 @@ static an_status lex_quoted_ident(walker *w, size_t i, int space, size_t *end)
         if (c == '.')
             return lex_fail(w, j, "a quoted identifier may not contain '.'");
         if (c >= 0x80) {
-            size_t l = utf8_len(s + j, w->len - j);
+            size_t l = an_sql_utf8_seq_len(s + j, w->len - j);
             if (!l)
                 return lex_fail(w, j, "invalid UTF-8 in a quoted identifier");
             j += l;

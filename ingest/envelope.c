@@ -691,6 +691,17 @@ static bool t_array(ingest_parser *p, int depth)
 
 /* A value inside data; depth is that of its container. record: leaves are
  * recorded (false inside arrays, which are one leaf). */
+/* A true/false literal: copied to the output and, when record, a leaf. */
+static bool bool_leaf(ingest_parser *p, const char *lit, size_t n, bool record)
+{
+    if (!literal(p, lit, n))
+        return false;
+    put(&p->out, lit, n);
+    if (record)
+        leaf_ptr(p, lit, n);
+    return true;
+}
+
 static bool t_value(ingest_parser *p, int depth, bool record)
 {
     ws(p);
@@ -715,19 +726,9 @@ static bool t_value(ingest_parser *p, int depth, bool record)
         return true;
     }
     case 't':
-        if (!literal(p, "true", 4))
-            return false;
-        put(&p->out, "true", 4);
-        if (record)
-            leaf_ptr(p, "true", 4);
-        return true;
+        return bool_leaf(p, "true", 4, record);
     case 'f':
-        if (!literal(p, "false", 5))
-            return false;
-        put(&p->out, "false", 5);
-        if (record)
-            leaf_ptr(p, "false", 5);
-        return true;
+        return bool_leaf(p, "false", 5, record);
     case 'n':
         if (!literal(p, "null", 4))
             return false;
