@@ -28,6 +28,16 @@ ch_admin() {
         -H "X-ClickHouse-Key: $ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD" --data-binary "$1" "$ANALYTICS_CLICKHOUSE_URL/"
 }
 
+# Property columns (deploy/clickhouse/property-column.sh): what an operator
+# does for the properties dashboards group by most. BENCH_PROPERTY_COLUMNS
+# (default "country plan"; "" for none) names them; they are added before
+# the seed, so its rows store them as ingest's rows would.
+PROPERTY_COLUMNS=${BENCH_PROPERTY_COLUMNS-country plan}
+if [ -n "$PROPERTY_COLUMNS" ]; then
+    # shellcheck disable=SC2086
+    "$ROOT/deploy/clickhouse/property-column.sh" add $PROPERTY_COLUMNS
+fi
+echo "property columns: ${PROPERTY_COLUMNS:-none}"
 echo "seeding $EVENTS events for tenant $TENANT (30 days, 4 event types, 8 countries, 3 plans)"
 t0=$(date +%s.%N)
 ch_admin "INSERT INTO analytics.events (tenant_id, event_id, event_name, occurred_at, actor_type, actor_id, prop_keys, prop_values)

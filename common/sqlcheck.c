@@ -749,15 +749,22 @@ static const char *table_list(const walker *w, char *buf, size_t cap)
 }
 
 /* Write the tenant-bound relation for tb: (SELECT * FROM db.t [FINAL]
- * [SAMPLE ...] WHERE db.t.col = 'tenant'). The condition names the column
- * fully qualified, so no alias of the outer query can stand in for it. */
+ * [SAMPLE ...] WHERE db.t.col = 'tenant' [AND (pushed) ...]). The condition
+ * names the column fully qualified, so no alias of the outer query can stand
+ * in for it; pushed (may be NULL) holds conjuncts copied from the outer
+ * WHERE, each already in parentheses (see pushdown()). */
 static void emit_bound(walker *w, const an_sqlcheck_table *tb, int final, size_t sample_from,
-                       size_t sample_to)
+                       size_t sample_to, const an_buf *pushed)
 {
     an_buf *o = w->out;
     if (o->len > 0)
         an_buf_addc(o, ' ');
-    an_buf_adds(o, "(SELECT * FROM ");
+    an_buf_adds(o, "(SELECT *");
+    if (tb->extra_columns && *tb->extra_columns) {
+        an_buf_adds(o, ", ");
+        an_buf_adds(o, tb->extra_columns);
+    }
+    an_buf_adds(o, " FROM ");
     an_buf_adds(o, tb->physical);
     if (final)
         an_buf_adds(o, " FINAL");
@@ -776,7 +783,283 @@ static void emit_bound(walker *w, const an_sqlcheck_table *tb, int final, size_t
         an_buf_adds(o, " = ");
         an_sql_quote(o, w->o->tenant_id, w->o->tenant_id_len);
     }
+    if (pushed && pushed->len > 0) {
+        an_buf_adds(o, w->o->all_tenants ? " WHERE " : " AND ");
+        an_buf_add(o, pushed->data, pushed->len);
+    }
     an_buf_addc(o, ')');
+}
+
+/* ------------------------------------------------------------ pushdown
+ *
+ * The bound subquery hides the template's WHERE from the table: ClickHouse
+ * 18.16 does not move outer conditions into a subquery
+ * (enable_optimize_predicate_expression is 0 and a readonly user cannot
+ * turn it on), so `SELECT .. FROM events WHERE <time range>` would read
+ * every row of the tenant. When a bound table is the only table of its
+ * FROM and a WHERE follows it directly, the conjuncts of that WHERE that
+ * mean the same inside the subquery are copied into it as well; the outer
+ * WHERE stays as written, so a copied conjunct is applied twice, which
+ * changes nothing for a deterministic condition on the row. A conjunct is
+ * copied only when it is made of
+ *   - literals, operators, brackets, commas and the words of conditions
+ *     (AND OR NOT IN LIKE ILIKE IS BETWEEN CASE WHEN THEN ELSE END);
+ *   - IN followed by a parenthesised list of literals only (never a name,
+ *     which ClickHouse could read as a table, never a subquery);
+ *   - calls of the pure row functions below (no aggregate, no random or
+ *     block-dependent function, no lambda);
+ *   - names that are not defined anywhere in the query as an alias (AS x,
+ *     or x written right after an operand) or lambda parameter - such a
+ *     name can only be a column, and the subquery has the same columns -,
+ *     bare or qualified by this table's alias (the qualifier is dropped).
+ * The WHERE must be an AND list at its top level (no OR, ?:, lambda); a
+ * BETWEEN's AND and CASE ... END are kept inside their conjunct. FINAL
+ * tables are left alone (a condition below FINAL could pick another copy
+ * of a row). Anything else is simply not copied: pushdown is an
+ * optimization and never changes what the query returns. */
+
+/* Functions a copied conjunct may call: deterministic, one row at a time.
+ * Also every to<Upper>... conversion (toDateTime, toStartOfDay,
+ * toFloat64OrNull...). */
+static const char *const pushdown_functions[] = {
+    "indexOf",      "has",
+    "hasAny",       "hasAll",
+    "position",     "positionCaseInsensitive",
+    "positionUTF8", "ifNull",
+    "coalesce",     "isNull",
+    "isNotNull",    "length",
+    "lengthUTF8",   "empty",
+    "notEmpty",     "lower",
+    "upper",        "lowerUTF8",
+    "upperUTF8",    "like",
+    "notLike",      "match",
+    "startsWith",   "endsWith",
+    "now",          "today",
+    "yesterday",    "tuple",
+    "array",        "arrayElement",
+    "concat",       "substring",
+    "if",           "multiIf",
+    "abs",          "round",
+    "floor",        "ceil",
+    "intDiv",       "modulo",
+    "plus",         "minus",
+    "multiply",     "divide",
+    "equals",       "notEquals",
+    "less",         "greater",
+    "lessOrEquals", "greaterOrEquals",
+    "and",          "or",
+    "not",          NULL,
+};
+
+/* Keywords a copied conjunct may hold besides names and functions. Any
+ * other word is taken for a name (INTERVAL and its units too: copied
+ * as written, they mean the same). */
+static const char *const pushdown_words[] = {
+    "and",     "or",   "not",  "in",   "like", "ilike", "is",
+    "between", "case", "when", "then", "else", "end",   NULL,
+};
+
+static int pushdown_function(const walker *w, size_t k)
+{
+    const token *t = tok(w, k);
+    const char *s = w->sql + t->off;
+    if (t->type != TK_WORD)
+        return 0;
+    if (t->len > 2 && s[0] == 't' && s[1] == 'o' && s[2] >= 'A' && s[2] <= 'Z')
+        return 1;
+    return in_list(pushdown_functions, s, t->len);
+}
+
+/* Is name k's value defined somewhere in the query: after AS, right after
+ * an operand (implicit alias: SELECT expr x), or as a lambda parameter? */
+static int pushdown_name_defined(const walker *w, size_t k)
+{
+    const token *t = tok(w, k);
+    for (size_t j = 0; j + 1 < w->n; j++) {
+        if (!is_name(w, j) || w->t[j].vlen != t->vlen ||
+            memcmp(w->sql + w->t[j].voff, w->sql + t->voff, t->vlen) != 0)
+            continue;
+        if (after_as(w, j) || tok(w, j + 1)->type == TK_ARROW)
+            return 1;
+        if (j == 0 || after_dot(w, j))
+            continue;
+        switch (w->t[j - 1].type) {
+        case TK_NUMBER:
+        case TK_STRING:
+        case TK_QIDENT:
+        case TK_RPAREN:
+        case TK_RBRACKET:
+            return 1;
+        case TK_WORD:
+            if (!after_dot(w, j - 1) && !word_in(w, j - 1, expr_start_words) &&
+                !word_in(w, j - 1, pushdown_words) && !word_in(w, j - 1, clause_words))
+                return 1;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Tokens [a, b) as one conjunct: may they be copied into the subquery?
+ * alias is the token naming the table in the outer query. */
+static int pushdown_ok(const walker *w, size_t a, size_t b, size_t alias)
+{
+    if (b == a + 1 && tok(w, a)->type == TK_NUMBER) /* WHERE 1 AND ...: nothing to gain */
+        return 0;
+    for (size_t k = a; k < b; k++) {
+        const token *t = tok(w, k);
+        switch (t->type) {
+        case TK_STRING:
+        case TK_NUMBER:
+        case TK_LPAREN:
+        case TK_RPAREN:
+        case TK_LBRACKET:
+        case TK_RBRACKET:
+        case TK_COMMA:
+        case TK_OP:
+            continue;
+        case TK_DOT: /* alias.column: only this table's alias */
+            if (k == a || k + 1 >= b || !is_name(w, k + 1) || !is_name(w, k - 1) ||
+                tok(w, k - 1)->vlen != tok(w, alias)->vlen ||
+                memcmp(w->sql + tok(w, k - 1)->voff, w->sql + tok(w, alias)->voff,
+                       tok(w, alias)->vlen) != 0 ||
+                (k >= 2 && tok(w, k - 2)->type == TK_DOT) || tok(w, k + 2)->type == TK_DOT ||
+                tok(w, k + 2)->type == TK_LPAREN)
+                return 0;
+            continue;
+        case TK_WORD:
+        case TK_QIDENT:
+            break;
+        default: /* ->, ;, the end */
+            return 0;
+        }
+        if (tok(w, k + 1)->type == TK_DOT) /* a qualifier, checked at the dot */
+            continue;
+        if (t->type == TK_WORD && word_is(w, k, "in")) {
+            /* IN (literal, literal, ...) only */
+            size_t j = k + 1;
+            if (tok(w, j)->type != TK_LPAREN)
+                return 0;
+            int d = 0;
+            for (;; j++) {
+                tk_type ty = tok(w, j)->type;
+                if (ty == TK_LPAREN || ty == TK_LBRACKET)
+                    d++;
+                else if (ty == TK_RPAREN || ty == TK_RBRACKET) {
+                    if (--d == 0)
+                        break;
+                } else if (ty != TK_STRING && ty != TK_NUMBER && ty != TK_COMMA &&
+                           !(ty == TK_OP && w->sql[tok(w, j)->off] == '-'))
+                    return 0;
+                if (j >= b)
+                    return 0;
+            }
+            k = j;
+            continue;
+        }
+        if (tok(w, k + 1)->type == TK_LPAREN) {
+            if (!pushdown_function(w, k))
+                return 0;
+            continue;
+        }
+        if (t->type == TK_WORD && word_in(w, k, pushdown_words))
+            continue;
+        if (t->type == TK_WORD && (word_in(w, k, expr_start_words) || word_is(w, k, "as") ||
+                                   word_in(w, k, table_follow_words)))
+            return 0;
+        if (find_table(w, k) || pushdown_name_defined(w, k))
+            return 0;
+    }
+    return 1;
+}
+
+/* Copy conjunct [a, b) to out in parentheses, dropping alias qualifiers. */
+static void pushdown_emit(const walker *w, size_t a, size_t b, an_buf *out)
+{
+    if (out->len > 0)
+        an_buf_adds(out, " AND ");
+    an_buf_addc(out, '(');
+    int first = 1, space = 0;
+    for (size_t k = a; k < b; k++) {
+        if (tok(w, k + 1)->type == TK_DOT && k + 1 < b) { /* alias . : the space goes on */
+            space = tok(w, k)->space;
+            k++;
+            continue;
+        }
+        const token *t = tok(w, k);
+        if ((t->space || space) && !first)
+            an_buf_addc(out, ' ');
+        an_buf_add(out, w->sql + t->off, t->len);
+        first = space = 0;
+    }
+    an_buf_addc(out, ')');
+}
+
+/* w->i is at the WHERE that follows a bound table named by token alias:
+ * append the conjuncts that may be copied into its subquery to out. */
+static void pushdown(const walker *w, size_t alias, an_buf *out)
+{
+    size_t mark = out->len;
+    size_t start = w->i + 1, k = start;
+    int depth = 0, cases = 0, between = 0;
+    for (;; k++) {
+        const token *t = tok(w, k);
+        int top = depth == 0 && cases == 0;
+        if (t->type == TK_END || t->type == TK_SEMI || (top && t->type == TK_RPAREN))
+            break;
+        if (t->type == TK_LPAREN || t->type == TK_LBRACKET) {
+            depth++;
+            continue;
+        }
+        if (t->type == TK_RPAREN || t->type == TK_RBRACKET) {
+            depth--;
+            continue;
+        }
+        if (depth > 0)
+            continue;
+        if (t->type == TK_ARROW ||
+            (t->type == TK_OP && (w->sql[t->off] == '?' || w->sql[t->off] == ':')))
+            goto not_and_list;
+        if (t->type != TK_WORD || after_dot(w, k) || after_as(w, k))
+            continue;
+        if (word_is(w, k, "case")) {
+            cases++;
+            continue;
+        }
+        if (word_is(w, k, "end") && cases > 0) {
+            cases--;
+            continue;
+        }
+        if (cases > 0)
+            continue;
+        if (word_in(w, k, clause_words) || word_is(w, k, "union") || word_is(w, k, "with") ||
+            word_is(w, k, "settings") || word_is(w, k, "format"))
+            break;
+        if (word_is(w, k, "or"))
+            goto not_and_list;
+        if (word_is(w, k, "between")) {
+            between++;
+            continue;
+        }
+        if (word_is(w, k, "and")) {
+            if (between > 0) {
+                between--;
+                continue;
+            }
+            if (k > start && pushdown_ok(w, start, k, alias))
+                pushdown_emit(w, start, k, out);
+            start = k + 1;
+        }
+    }
+    if (depth == 0 && cases == 0 && k > start && pushdown_ok(w, start, k, alias))
+        pushdown_emit(w, start, k, out);
+    return;
+not_and_list: /* nothing is copied, not even the conjuncts seen so far */
+    out->len = mark;
+    if (out->data)
+        out->data[mark] = '\0';
 }
 
 /* A name that defines something (alias, lambda parameter) must not be a
@@ -812,7 +1095,7 @@ static an_status sample_ratio(walker *w)
 
 /* A table position (after FROM, JOIN, or a comma in FROM): a subquery or a
  * bare allowed name with optional alias, FINAL and SAMPLE. */
-static an_status table_expr(walker *w)
+static an_status table_expr(walker *w, int sole)
 {
     char name[64], list[256];
     size_t k = w->i;
@@ -891,7 +1174,11 @@ static an_status table_expr(walker *w)
         }
         sample_to = w->i;
     }
-    emit_bound(w, tb, final, sample_from, sample_to);
+    an_buf pushed = AN_BUF_INIT;
+    if (sole && !final && !w->o->no_pushdown && keyword_at(w, w->i, "where"))
+        pushdown(w, alias, &pushed);
+    emit_bound(w, tb, final, sample_from, sample_to, &pushed);
+    an_buf_free(&pushed);
     an_buf_adds(w->out, " AS ");
     an_buf_add(w->out, w->sql + w->t[alias].off, w->t[alias].len);
     return AN_OK;
@@ -972,7 +1259,7 @@ static an_status in_operator(walker *w)
         if (!tb)
             return fail(w, m, "IN %s reads a table, and %s is not allowed: use one of %s or a list",
                         show(w, m, name, sizeof(name)), name, table_list(w, list, sizeof(list)));
-        emit_bound(w, tb, 0, 0, 0);
+        emit_bound(w, tb, 0, 0, 0, NULL);
         w->i = m + 1;
         return AN_OK;
     }
@@ -1258,7 +1545,7 @@ static an_status walk_query(walker *w)
                     return fail(w, k, "unexpected FROM");
                 cl = CL_FROM;
                 take(w);
-                if ((st = table_expr(w)) != AN_OK)
+                if ((st = table_expr(w, 1)) != AN_OK)
                     return st;
                 fs = FS_TABLE;
                 continue;
@@ -1272,7 +1559,7 @@ static an_status walk_query(walker *w)
                     fs = FS_ARRAY;
                     continue;
                 }
-                if ((st = table_expr(w)) != AN_OK)
+                if ((st = table_expr(w, 0)) != AN_OK)
                     return st;
                 fs = FS_TABLE;
                 continue;
@@ -1318,7 +1605,7 @@ static an_status walk_query(walker *w)
         if (cl == CL_FROM) {
             if (ty == TK_COMMA && fs != FS_ARRAY) { /* comma join: another table */
                 take(w);
-                if ((st = table_expr(w)) != AN_OK)
+                if ((st = table_expr(w, 0)) != AN_OK)
                     return st;
                 fs = FS_TABLE;
                 continue;
@@ -1336,6 +1623,25 @@ static an_status walk_query(walker *w)
 
 /* ------------------------------------------------------------------ API */
 
+/* "`a`, `b`": backquoted names of [A-Za-z0-9_], ", " between them. */
+static int extra_columns_valid(const char *s)
+{
+    for (;;) {
+        if (*s++ != '`')
+            return 0;
+        const char *b = s;
+        while (is_word_char((unsigned char)*s))
+            s++;
+        if (s == b || *s++ != '`')
+            return 0;
+        if (!*s)
+            return 1;
+        if (s[0] != ',' || s[1] != ' ')
+            return 0;
+        s += 2;
+    }
+}
+
 static an_status check_opts(const an_sqlcheck_opts *o, int need_tenant, an_error *err)
 {
     if (!o || !o->tables || !o->tables[0].name)
@@ -1349,6 +1655,8 @@ static an_status check_opts(const an_sqlcheck_opts *o, int need_tenant, an_error
                 "sqlcheck: bad table entry (name %s, physical %s, tenant column %s)", tb->name,
                 tb->physical ? tb->physical : "(null)",
                 tb->tenant_column ? tb->tenant_column : "(null)");
+        if (tb->extra_columns && !extra_columns_valid(tb->extra_columns))
+            return an_error_set(err, AN_INTERNAL, "sqlcheck: bad extra columns of %s", tb->name);
         for (const an_sqlcheck_table *u = o->tables; u != tb; u++)
             if (strcmp(u->name, tb->name) == 0)
                 return an_error_set(err, AN_INTERNAL, "sqlcheck: table %s listed twice", tb->name);

@@ -42,6 +42,23 @@
  *
  * The output is rebuilt from the tokens: comments become a single space and
  * never reach the server, so what runs is exactly what was checked.
+ *
+ * Pushdown. ClickHouse 18.16 does not move the outer WHERE into the bound
+ * subquery, so the tenant's whole table would be read. When a bound table
+ * is the only table of its FROM and a WHERE follows it, the top-level AND
+ * conditions of that WHERE that mean the same inside the subquery (literals,
+ * pure row functions, names no alias redefines; never a name after IN, never
+ * a subquery) are copied into it too, after the tenant condition:
+ *
+ *   SELECT count() FROM events WHERE event_name = 'x' AND y > 1 OR ...
+ *   (an OR at the top: nothing is copied)
+ *   SELECT count() FROM events AS e WHERE e.event_name = 'x' AND f(y)
+ *   -> ... FROM (SELECT * FROM analytics.events WHERE
+ *       analytics.events.tenant_id = 'T' AND (event_name = 'x')) AS e
+ *       WHERE e.event_name = 'x' AND f(y)
+ *
+ * The outer WHERE is kept, so results never change; the rules are in
+ * sqlcheck.c.
  */
 #ifndef AN_SQLCHECK_H
 #define AN_SQLCHECK_H
@@ -57,6 +74,10 @@ typedef struct an_sqlcheck_table {
     const char *name;          /* name used in templates, e.g. "events" (an_sql_ident_valid) */
     const char *physical;      /* "database.table" it stands for, e.g. "analytics.events" */
     const char *tenant_column; /* String column holding the tenant id, e.g. "tenant_id" */
+    /* NULL, or columns SELECT * leaves out that the bound subquery must
+     * also pass on (MATERIALIZED ones), as "`a`, `b`": names of
+     * [A-Za-z0-9_] in backquotes, comma-separated. */
+    const char *extra_columns;
 } an_sqlcheck_table;
 
 /* Limits on the template; 0 takes the default. */
@@ -77,6 +98,9 @@ typedef struct an_sqlcheck_opts {
     /* Platform-admin queries: tables are read without a tenant condition
      * (still only the listed tables). */
     bool all_tenants;
+    /* Do not copy WHERE conditions into the bound subqueries (see
+     * "Pushdown" above); for tests that compare both forms. */
+    bool no_pushdown;
     size_t max_bytes;  /* 0: AN_SQLCHECK_MAX_BYTES */
     size_t max_tokens; /* 0: AN_SQLCHECK_MAX_TOKENS */
     int max_depth;     /* 0: AN_SQLCHECK_MAX_DEPTH */

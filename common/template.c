@@ -158,7 +158,17 @@ an_status an_template_field_check(const char *field, const char *name, an_error 
                           field);
 }
 
-an_status an_template_field_sql(an_buf *out, const char *name, an_error *err)
+/* The materialized column of property path, or NULL. */
+static const char *column_of(const an_template_scope *sc, const char *path)
+{
+    for (size_t i = 0; sc && i < sc->ncolumns; i++)
+        if (strcmp(sc->columns[i].path, path) == 0)
+            return sc->columns[i].column;
+    return NULL;
+}
+
+static an_status field_sql(an_buf *out, const char *name, const an_template_scope *sc,
+                           an_error *err)
 {
     an_status s = an_template_field_check("field", name, err);
     if (s != AN_OK)
@@ -167,10 +177,45 @@ an_status an_template_field_sql(an_buf *out, const char *name, an_error *err)
         an_buf_adds(out, name);
         return AN_OK;
     }
+    const char *col = column_of(sc, name + PROPERTY_PREFIX_LEN);
+    if (col) {
+        an_buf_addc(out, '`');
+        an_buf_adds(out, col);
+        an_buf_addc(out, '`');
+        return AN_OK;
+    }
     an_buf_adds(out, "prop_values[indexOf(prop_keys, ");
     an_sql_quote_str(out, name + PROPERTY_PREFIX_LEN);
     an_buf_adds(out, ")]");
     return AN_OK;
+}
+
+an_status an_template_field_sql(an_buf *out, const char *name, an_error *err)
+{
+    return field_sql(out, name, NULL, err);
+}
+
+bool an_template_column_parse(const char *name, const char *expr, an_template_column *out)
+{
+    static const char head[] = "prop_values[indexOf(prop_keys, '", tail[] = "')]";
+    size_t n = strlen(name), e = strlen(expr);
+    if (n == 0 || n >= sizeof(out->column) || !an_sql_ident_valid(name))
+        return false;
+    if (e <= sizeof(head) - 1 + sizeof(tail) - 1 || strncmp(expr, head, sizeof(head) - 1) != 0 ||
+        strcmp(expr + e - (sizeof(tail) - 1), tail) != 0)
+        return false;
+    size_t plen = e - (sizeof(head) - 1) - (sizeof(tail) - 1);
+    if (plen >= sizeof(out->path))
+        return false;
+    char path[AN_TEMPLATE_COLUMN_MAX + sizeof(PROPERTY_PREFIX)];
+    snprintf(path, sizeof(path), "%s%.*s", PROPERTY_PREFIX, (int)plen, expr + sizeof(head) - 1);
+    /* a valid path has no quote or backslash: the literal needed no escape */
+    if (an_template_field_check("column", path, NULL) != AN_OK)
+        return false;
+    memcpy(out->path, path + PROPERTY_PREFIX_LEN, plen);
+    out->path[plen] = '\0';
+    memcpy(out->column, name, n + 1);
+    return true;
 }
 
 /* Names of the JSON members, for messages: "filters[2].value". */
@@ -443,7 +488,8 @@ static const char *compare_op(an_template_op op)
     }
 }
 
-static an_status render_filter(an_buf *out, const an_template_filter *f, an_error *err)
+static an_status render_filter(an_buf *out, const an_template_filter *f,
+                               const an_template_scope *sc, an_error *err)
 {
     an_status s;
     const char *name = f->field;
@@ -461,14 +507,14 @@ static an_status render_filter(an_buf *out, const an_template_filter *f, an_erro
             return AN_OK;
         }
         an_buf_addc(out, '(');
-        if ((s = an_template_field_sql(out, name, err)) != AN_OK)
+        if ((s = field_sql(out, name, sc, err)) != AN_OK)
             return s;
         an_buf_adds(out, " != '')");
         return AN_OK;
     }
     if (f->op == AN_TEMPLATE_CONTAINS) {
         an_buf_adds(out, "position(");
-        if ((s = an_template_field_sql(out, name, err)) != AN_OK)
+        if ((s = field_sql(out, name, sc, err)) != AN_OK)
             return s;
         an_buf_adds(out, ", ");
         an_sql_quote_str(out, v->s);
@@ -484,7 +530,7 @@ static an_status render_filter(an_buf *out, const an_template_filter *f, an_erro
     an_buf_addc(out, '(');
     if (numeric)
         an_buf_adds(out, "ifNull(toFloat64OrNull(");
-    if ((s = an_template_field_sql(out, name, err)) != AN_OK)
+    if ((s = field_sql(out, name, sc, err)) != AN_OK)
         return s;
     if (numeric)
         an_buf_addc(out, ')');
@@ -699,6 +745,7 @@ an_status an_template_scan(const char *tpl, size_t len, unsigned *used, an_error
 
 typedef struct expand_ctx {
     const an_template_params *p;
+    const an_template_scope *scope; /* NULL: no property columns */
     an_buf *out;
 } expand_ctx;
 
@@ -765,7 +812,7 @@ static an_status expand_one(void *ud, const placeholder *ph, an_error *err)
             an_buf_adds(o, ", tenant_id AS " AN_TEMPLATE_TENANT_ALIAS);
         for (size_t i = 0; i < p->ndimensions; i++) {
             an_buf_adds(o, ", ");
-            if ((s = an_template_field_sql(o, p->dimensions[i], err)) != AN_OK)
+            if ((s = field_sql(o, p->dimensions[i], x->scope, err)) != AN_OK)
                 return s;
             an_buf_addf(o, " AS dim_%zu", i);
         }
@@ -785,7 +832,7 @@ static an_status expand_one(void *ud, const placeholder *ph, an_error *err)
         for (size_t i = 0; i < p->nfilters; i++) {
             if (i)
                 an_buf_adds(o, " AND ");
-            if ((s = render_filter(o, &p->filters[i], err)) != AN_OK)
+            if ((s = render_filter(o, &p->filters[i], x->scope, err)) != AN_OK)
                 return s;
         }
         an_buf_addc(o, ')');
@@ -794,8 +841,17 @@ static an_status expand_one(void *ud, const placeholder *ph, an_error *err)
     return an_error_set(err, AN_INTERNAL, "template: unknown placeholder kind");
 }
 
+static an_status expand(const char *tpl, size_t len, const an_template_params *p,
+                        const an_template_scope *scope, an_buf *out, an_error *err);
+
 an_status an_template_expand(const char *tpl, size_t len, const an_template_params *p, an_buf *out,
                              an_error *err)
+{
+    return expand(tpl, len, p, NULL, out, err);
+}
+
+static an_status expand(const char *tpl, size_t len, const an_template_params *p,
+                        const an_template_scope *scope, an_buf *out, an_error *err)
 {
     unsigned used = 0;
     an_status s = an_template_scan(tpl, len, &used, err);
@@ -816,7 +872,7 @@ an_status an_template_expand(const char *tpl, size_t len, const an_template_para
         return an_error_field(err, AN_INVALID_ARGUMENT, "granularity",
                               "granularity: the metric's template has no {{bucket}}");
     an_buf tmp = AN_BUF_INIT;
-    expand_ctx x = {p, &tmp};
+    expand_ctx x = {p, scope, &tmp};
     s = walk(tpl, len, &tmp, NULL, expand_one, &x, err);
     if (s == AN_OK)
         an_buf_add(out, tmp.data ? tmp.data : "", tmp.len);
@@ -843,11 +899,22 @@ an_status an_template_bind(const char *tpl, size_t len, const an_template_params
 {
     if (!scope || (scope->all_tenants == (scope->tenant_id != NULL)))
         return an_error_set(err, AN_INTERNAL, "template: give exactly one of tenant and all");
-    an_buf sql = AN_BUF_INIT;
-    an_status s = an_template_expand(tpl, len, p, &sql, err);
+    an_buf sql = AN_BUF_INIT, extra = AN_BUF_INIT;
+    an_status s = expand(tpl, len, p, scope, &sql, err);
+    /* the bound events relation passes the property columns on */
+    an_sqlcheck_table tables[sizeof(an_template_tables) / sizeof(an_template_tables[0])];
+    memcpy(tables, an_template_tables, sizeof(tables));
+    for (size_t i = 0; i < scope->ncolumns; i++) {
+        if (!an_sql_ident_valid(scope->columns[i].column))
+            continue;
+        an_buf_addf(&extra, "%s`%s`", extra.len ? ", " : "", scope->columns[i].column);
+    }
+    for (size_t i = 0; extra.len && tables[i].name; i++)
+        if (strcmp(tables[i].name, EVENTS_RELATION) == 0)
+            tables[i].extra_columns = an_buf_str(&extra);
     if (s == AN_OK) {
         an_sqlcheck_opts o = {
-            .tables = an_template_tables,
+            .tables = tables,
             .tenant_id = scope->tenant_id,
             .tenant_id_len = scope->tenant_id ? strlen(scope->tenant_id) : 0,
             .all_tenants = scope->all_tenants,
@@ -857,6 +924,7 @@ an_status an_template_bind(const char *tpl, size_t len, const an_template_params
             as_query_error(err);
     }
     an_buf_free(&sql);
+    an_buf_free(&extra);
     return s;
 }
 

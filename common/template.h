@@ -212,7 +212,28 @@ extern const an_sqlcheck_table an_template_tables[];
 typedef struct an_template_scope {
     const char *tenant_id; /* NULL with all_tenants */
     bool all_tenants;
+    /* Materialized property columns of analytics.events (may be NULL):
+     * a dimension or filter on properties.<path> reads the column instead
+     * of searching the arrays. */
+    const struct an_template_column *columns;
+    size_t ncolumns;
 } an_template_scope;
+
+/* A property path with a column of analytics.events that holds exactly
+ * prop_values[indexOf(prop_keys, '<path>')], computed by ClickHouse as
+ * rows are inserted (ALTER TABLE ... ADD COLUMN c String MATERIALIZED
+ * ...; deploy/clickhouse/property-column.sh). Same values, one short
+ * column to read instead of two arrays. */
+#define AN_TEMPLATE_COLUMN_MAX 128
+typedef struct an_template_column {
+    char path[AN_TEMPLATE_COLUMN_MAX];   /* "country", "course.id" (without "properties.") */
+    char column[AN_TEMPLATE_COLUMN_MAX]; /* [A-Za-z0-9_]+ */
+} an_template_column;
+
+/* Is the column `name` with this MATERIALIZED expression (as ClickHouse
+ * reports it in system.columns.default_expression) a property column?
+ * Fills *out when it is. Only the exact expression above counts. */
+bool an_template_column_parse(const char *name, const char *expr, an_template_column *out);
 
 /* Expand tpl with p and bind it to scope: the SQL that may run, appended to
  * out. Errors as an_template_expand, and the checker's refusals

@@ -7,6 +7,7 @@
  */
 #include "common/service.h"
 #include "metrics/api.h"
+#include "metrics/columns.h"
 #include "metrics/conn.h"
 #include "metrics/materialize.h"
 #include "metrics/metrics.h"
@@ -51,6 +52,10 @@ static const an_config_var metrics_vars[] = {
      "attempts of a job before its dead-letter stream"},
     {"ANALYTICS_METRICS_MATERIALIZE_TIMEOUT", AN_CFG_DURATION, "120s", 1000, 3600000, 0,
      V(mat_timeout_ms), "client-side limit of one materialization query"},
+    {"ANALYTICS_METRICS_COLUMNS_REFRESH", AN_CFG_DURATION, "60s", 0, 86400000, 0,
+     V(columns_refresh_ms),
+     "how often the materialized property columns of analytics.events are re-read; 0: never "
+     "use them"},
     {"ANALYTICS_METRICS_TEST_PAUSE", AN_CFG_DURATION, "0", 0, 600000, 0, V(test_pause_ms),
      "testing only: pause between computing a materialization and writing it"},
     {0},
@@ -94,6 +99,11 @@ static an_status init_metrics(metrics_ctx *c, an_error *err)
                                  "Schedule ticks claimed and queued by this replica.", NULL,
                                  &c->ticks_claimed, err)) != AN_OK)
         return s;
+    if ((s = an_prom_gauge_get(reg, "analytics_metrics_property_columns",
+                               "Materialized property columns of analytics.events in use "
+                               "(as last read).",
+                               NULL, &c->property_columns, err)) != AN_OK)
+        return s;
     static const char *const states[] = {"waiting", "pending", "delayed", "dead"};
     an_prom_gauge **gauges[] = {&c->queue_waiting, &c->queue_pending, &c->queue_delayed,
                                 &c->queue_dead};
@@ -131,12 +141,17 @@ static an_status metrics_init(an_service *svc, void *ctx, an_error *err)
     an_status s = metrics_conns_new(&cc, &c->conns, err);
     if (s == AN_OK)
         s = init_metrics(c, err);
+    if (s == AN_OK &&
+        !(c->columns = metrics_columns_new(c->columns_refresh_ms, c->property_columns)))
+        s = an_error_set(err, AN_INTERNAL, "out of memory");
     if (s == AN_OK)
         s = metrics_materializer_start(c, err);
     if (s != AN_OK) {
         metrics_materializer_stop(c);
         metrics_conns_free(c->conns);
         c->conns = NULL;
+        metrics_columns_free(c->columns);
+        c->columns = NULL;
     }
     return s;
 }
@@ -148,6 +163,8 @@ static void metrics_exit(an_service *svc, void *ctx)
     metrics_materializer_stop(c);
     metrics_conns_free(c->conns);
     c->conns = NULL;
+    metrics_columns_free(c->columns);
+    c->columns = NULL;
 }
 
 static const an_service_def def = {

@@ -8,6 +8,7 @@
 #include "common/sql.h"
 #include "common/template.h"
 #include "common/timeutil.h"
+#include "metrics/columns.h"
 #include "metrics/metric.h"
 #include "metrics/store.h"
 
@@ -535,12 +536,15 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
                             .dimensions = d.mat.dimensions,
                             .ndimensions = d.mat.ndimensions};
     collect c = {.d = &d, .from_ms = from, .to_ms = to};
+    an_template_column *cols = NULL;
+    size_t ncols = 0;
+    metrics_columns_get(ctx->columns, ctx->conns, &cols, &ncols);
     if (d.tenant_id) {
-        an_template_scope sc = {.tenant_id = d.tenant_id};
+        an_template_scope sc = {.tenant_id = d.tenant_id, .columns = cols, .ncolumns = ncols};
         c.tenant = d.tenant_id;
         s = compute(w->reader, &d, &p, &sc, &c, &e);
     } else {
-        an_template_scope all = {.all_tenants = true};
+        an_template_scope all = {.all_tenants = true, .columns = cols, .ncolumns = ncols};
         p.tenant_dimension = true;
         s = compute(w->reader, &d, &p, &all, &c, &e);
         if (s == AN_OK) {
@@ -549,6 +553,7 @@ static job_outcome run_job(worker *w, const an_queue_job *job, char *why, size_t
             s = compute(w->reader, &d, &p, &all, &c, &e);
         }
     }
+    free(cols);
     if (s != AN_OK) {
         snprintf(why, why_len, "computing: %.400s", e.message);
         out = s == AN_UNAVAILABLE || s == AN_INTERNAL ? JOB_RETRY : JOB_BURY;

@@ -5,6 +5,7 @@
 #include "common/sql.h"
 #include "common/timeutil.h"
 #include "metrics/cache.h"
+#include "metrics/columns.h"
 #include "metrics/store.h"
 
 #include <inttypes.h>
@@ -540,10 +541,18 @@ static bool materializable(const query_request *q)
            p->granularity == d->mat.granularity && same_dimensions(d, p);
 }
 
-static an_status run_live(metrics_ctx *ctx, const query_request *q, qtable *t, an_error *err)
+/* ClickHouse's codes for a column that is not there (any more). */
+#define CH_UNKNOWN_IDENTIFIER 47
+#define CH_NO_SUCH_COLUMN     16
+
+static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable *t,
+                               const an_template_column *cols, size_t ncols, int *code,
+                               an_error *err)
 {
     an_template_scope scope = {.tenant_id = q->all_tenants ? NULL : q->tenant,
-                               .all_tenants = q->all_tenants};
+                               .all_tenants = q->all_tenants,
+                               .columns = cols,
+                               .ncolumns = ncols};
     an_buf sql = AN_BUF_INIT;
     an_buf_adds(&sql, "SELECT * FROM (");
     size_t at = sql.len;
@@ -576,6 +585,7 @@ static an_status run_live(metrics_ctx *ctx, const query_request *q, qtable *t, a
     }
     int64_t t0 = an_time_mono_ms();
     s = an_ch_query(ch, an_buf_str(&sql), NULL, on_live_row, t, err);
+    *code = an_ch_last_exception_code(ch);
     int64_t took = an_time_mono_ms() - t0;
     int timeout = metrics_reader_timeout_ms(ctx->conns);
     if (s == AN_UNAVAILABLE && an_ch_last_exception_code(ch) == 0 && took >= timeout - 50)
@@ -584,6 +594,26 @@ static an_status run_live(metrics_ctx *ctx, const query_request *q, qtable *t, a
                          timeout);
     metrics_reader_put(ctx->conns, ch);
     an_buf_free(&sql);
+    return s;
+}
+
+/* A property column dropped since the list was read fails the query before
+ * any row: read the list again and run once more. */
+static an_status run_live(metrics_ctx *ctx, const query_request *q, qtable *t, an_error *err)
+{
+    an_status s = AN_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        an_template_column *cols = NULL;
+        size_t ncols = 0;
+        int code = 0;
+        metrics_columns_get(ctx->columns, ctx->conns, &cols, &ncols);
+        s = run_live_once(ctx, q, t, cols, ncols, &code, err);
+        free(cols);
+        if (s == AN_OK || ncols == 0 || t->n > 0 ||
+            (code != CH_UNKNOWN_IDENTIFIER && code != CH_NO_SUCH_COLUMN))
+            break;
+        metrics_columns_invalidate(ctx->columns);
+    }
     return s;
 }
 

@@ -103,6 +103,7 @@ static void suite_setup(void)
                            "ANALYTICS_METRICS_MAX_ROWS=50",
                            "ANALYTICS_METRICS_CACHE_TTL=30s",
                            "ANALYTICS_METRICS_REDIS_PREFIX=an:test:mq",
+                           "ANALYTICS_METRICS_COLUMNS_REFRESH=200ms",
                            NULL};
     mf_start(&svc, "metrics-query", extra);
     mf_connect();
@@ -209,6 +210,104 @@ START_TEST(test_metrics_query_dimensions_fill_every_combination)
                            "\"string\"},{\"name\":\"value\",\"type\":\"number\"}]");
     free(cols);
     cJSON_Delete(r);
+}
+END_TEST
+
+/* The service's /metrics value of a series without labels, or -1. */
+static double svc_gauge(const char *name)
+{
+    char *log = mf_read_file(svc.log);
+    const char *at = strstr(log, "(port ");
+    int port = at ? atoi(at + 6) : 0;
+    free(log);
+    ck_assert_int_gt(port, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%d/metrics", port);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    double v = -1;
+    size_t n = strlen(name);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, name, n) == 0 && line[n] == ' ')
+            v = atof(line + n + 1);
+    pclose(f);
+    return v;
+}
+
+/* Query now and then (the list is read again by a live query once it is
+ * older than the refresh) until the service counts `want` property columns. */
+static int seen_calls;
+
+static bool columns_seen(double want)
+{
+    for (int i = 0; i < 50; i++) {
+        /* a filter never asked before: a live query, not a cached answer */
+        char *extra = mf_fmt(",\"filters\":[{\"field\":\"event_name\",\"op\":\"neq\","
+                             "\"value\":\"%s-%d\"}]",
+                             RUN, seen_calls++);
+        cJSON_Delete(q(A, NULL, m_views, D1, D5, extra));
+        free(extra);
+        if (svc_gauge("analytics_metrics_property_columns") == want)
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* A property column (deploy/clickhouse/property-column.sh) is found without
+ * a restart and used for dimensions and filters with the same answers;
+ * dropped again, queries go back to the arrays (the first one that names
+ * the gone column reads the list again and runs once more). */
+START_TEST(test_metrics_query_property_columns_give_the_same_answers)
+{
+    char *col = th_unique("p_country");
+    for (char *c = col; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    /* what an earlier failed run of this test left (one column per path counts) */
+    char *left = th_ch("SELECT name FROM system.columns WHERE database = 'analytics' AND "
+                       "table = 'events' AND name LIKE 'p\\_country\\_%'");
+    for (char *save = NULL, *name = strtok_r(left, "\n", &save); name;
+         name = strtok_r(NULL, "\n", &save)) {
+        char *sql = mf_fmt("ALTER TABLE analytics.events DROP COLUMN %s", name);
+        free(th_ch(sql));
+        free(sql);
+    }
+    free(left);
+    /* other property columns there may be (not in a fresh stack) */
+    char *others = th_ch("SELECT uniqExact(default_expression) FROM system.columns WHERE "
+                         "database = 'analytics' AND table = 'events' AND default_kind = "
+                         "'MATERIALIZED' AND type = 'String' AND default_expression LIKE "
+                         "'prop\\_values[indexOf(prop\\_keys, %'");
+    double before = atof(others);
+    free(others);
+    ck_assert(columns_seen(before));
+    char *add = mf_fmt("ALTER TABLE analytics.events ADD COLUMN %s String MATERIALIZED "
+                       "prop_values[indexOf(prop_keys, 'country')]",
+                       col);
+    free(th_ch(add));
+    free(add);
+    ck_assert_msg(columns_seen(before + 1), "the service did not pick the column up");
+    const char *want =
+        "[[" B1 ",\"FR\",3],[" B1 ",\"US\",0],[" B2 ",\"FR\",0],[" B2 ",\"US\",1],[" B3
+        ",\"FR\",0],[" B3 ",\"US\",0],[" B4 ",\"FR\",1],[" B4 ",\"US\",0]]";
+    const char *extra = ",\"granularity\":\"day\",\"dimensions\":[\"properties.country\"],"
+                        "\"filters\":[{\"field\":\"properties.country\",\"op\":\"in\","
+                        "\"value\":[\"FR\",\"US\"]}]";
+    expect(A, m_views, D1, D5, extra, want);
+    /* dropped: the same question, asked anew (values in another order: not
+     * the cached answer) */
+    char *drop = mf_fmt("ALTER TABLE analytics.events DROP COLUMN %s", col);
+    free(th_ch(drop));
+    free(drop);
+    expect(A, m_views, D1, D5,
+           ",\"granularity\":\"day\",\"dimensions\":[\"properties.country\"],"
+           "\"filters\":[{\"field\":\"properties.country\",\"op\":\"in\","
+           "\"value\":[\"US\",\"FR\"]}]",
+           want);
+    ck_assert(columns_seen(before));
+    free(col);
 }
 END_TEST
 
@@ -570,6 +669,7 @@ Suite *metrics_query_suite(void)
     tcase_add_test(tc, test_metrics_query_counts_per_day_with_empty_days_as_zero);
     tcase_add_test(tc, test_metrics_query_per_hour_week_and_month);
     tcase_add_test(tc, test_metrics_query_dimensions_fill_every_combination);
+    tcase_add_test(tc, test_metrics_query_property_columns_give_the_same_answers);
     tcase_add_test(tc, test_metrics_query_ratio_leaves_empty_buckets_null);
     tcase_add_test(tc, test_metrics_query_each_filter_operator);
     tcase_add_test(tc, test_metrics_query_from_the_hourly_rollup);

@@ -20,6 +20,9 @@ static const an_sqlcheck_table tables[] = {
 #define BOUND_EVENTS "(SELECT * FROM analytics.events WHERE analytics.events.tenant_id = 'T1')"
 #define BOUND_HOURLY                                                                               \
     "(SELECT * FROM analytics.events_hourly WHERE analytics.events_hourly.tenant_id = 'T1')"
+/* The bound events relation with conditions copied into it (pushdown). */
+#define BOUND_EVENTS_AND(conds)                                                                    \
+    "(SELECT * FROM analytics.events WHERE analytics.events.tenant_id = 'T1' AND " conds ")"
 
 static an_sqlcheck_opts opts_for(const char *tenant)
 {
@@ -165,7 +168,7 @@ START_TEST(test_sqlcheck_accepts_legitimate_template)
     an_status st = bind(c->sql, &out, &err);
     ck_assert_msg(st == AN_OK, "#%d (%s) refused: %s\n  %s", _i, c->why, c->sql, err.message);
     const char *q = an_buf_str(&out);
-    ck_assert_msg(strstr(q, "tenant_id = 'T1')") != NULL, "no binding in %s", q);
+    ck_assert_msg(strstr(q, "tenant_id = 'T1'") != NULL, "no binding in %s", q);
     assert_every_from_is_bound(q);
     ck_assert_msg(strstr(q, "/*") == NULL, "comment left in %s", q);
     ck_assert_msg(q[out.len - 1] != ';', "semicolon left in %s", q);
@@ -180,10 +183,124 @@ START_TEST(test_sqlcheck_rewrites_table_to_bound_subquery_keeping_alias)
 {
     expect_rewrite("SELECT count() FROM events", "SELECT count() FROM " BOUND_EVENTS " AS events");
     expect_rewrite("SELECT e.actor_id FROM events AS e WHERE e.event_name = 'x'",
-                   "SELECT e.actor_id FROM " BOUND_EVENTS " AS e WHERE e.event_name = 'x'");
+                   "SELECT e.actor_id FROM " BOUND_EVENTS_AND(
+                       "(event_name = 'x')") " AS e WHERE e.event_name = 'x'");
     expect_rewrite("SELECT e.actor_id FROM events e",
                    "SELECT e.actor_id FROM " BOUND_EVENTS " AS e");
     expect_rewrite("SELECT 1 FROM `events`", "SELECT 1 FROM " BOUND_EVENTS " AS `events`");
+}
+END_TEST
+
+/* Pushdown: which WHERE conditions are copied into the bound subquery.
+ * want is the copied part after the tenant condition, NULL when nothing
+ * may be copied. */
+static const struct {
+    const char *sql;
+    const char *want;
+} pushdown_cases[] = {
+    /* copied: AND lists of conditions on columns, literals, pure functions */
+    {"SELECT count() FROM events WHERE ts >= toDateTime(100) AND event_name = 'x'",
+     "(ts >= toDateTime(100)) AND (event_name = 'x')"},
+    {"SELECT count() FROM events WHERE (ts >= toDateTime(1) AND ts < toDateTime(2)) AND 1",
+     "((ts >= toDateTime(1) AND ts < toDateTime(2)))"},
+    {"SELECT count() FROM events AS e WHERE e.event_name IN ('a', 'b') AND NOT e.x LIKE 'y%'",
+     "(event_name IN ('a', 'b')) AND (NOT x LIKE 'y%')"},
+    {"SELECT count() FROM events WHERE prop_values[indexOf(prop_keys, 'c')] = 'FR'",
+     "(prop_values[indexOf(prop_keys, 'c')] = 'FR')"},
+    {"SELECT count() FROM events WHERE ifNull(toFloat64OrNull(v), 0) > 1.5 AND has(k, 'a')",
+     "(ifNull(toFloat64OrNull(v), 0) > 1.5) AND (has(k, 'a'))"},
+    {"SELECT count() FROM events WHERE x BETWEEN 1 AND 5 AND y = 2",
+     "(x BETWEEN 1 AND 5) AND (y = 2)"},
+    {"SELECT count() FROM events WHERE CASE WHEN a AND b THEN 1 ELSE 0 END = 1 AND c = 2",
+     "(CASE WHEN a AND b THEN 1 ELSE 0 END = 1) AND (c = 2)"},
+    {"SELECT count() FROM events WHERE a = 1 AND (b = 2 OR c = 3) GROUP BY d",
+     "(a = 1) AND ((b = 2 OR c = 3))"},
+    {"SELECT count() FROM events WHERE a = 1 AND lower(b) = 'x' AND rand() > 0",
+     "(a = 1) AND (lower(b) = 'x')"},
+    {"SELECT (SELECT count() FROM events WHERE a = 1) AS n", "(a = 1)"},
+    {"SELECT a FROM events WHERE a = 1 ORDER BY a LIMIT 3", "(a = 1)"},
+    {"SELECT count() FROM events WHERE `a` = 1 AND events.b = 2", "(`a` = 1) AND (b = 2)"},
+    /* nothing copied */
+    {"SELECT count() FROM events WHERE a = 1 OR b = 2", NULL},
+    {"SELECT count() FROM events WHERE a = 1 AND b = 2 OR c = 3", NULL},
+    {"SELECT count() FROM events WHERE a = 1 ? 1 : 0", NULL},
+    {"SELECT count() FROM events WHERE rand() % 2 = 0", NULL},
+    {"SELECT count() FROM events WHERE rowNumberInAllBlocks() < 5", NULL},
+    {"SELECT count() FROM events WHERE arrayExists(x -> x = 'a', k)", NULL},
+    {"SELECT toStartOfDay(ts) AS ts, count() FROM events WHERE ts > toDateTime(0) GROUP BY ts",
+     NULL},
+    {"SELECT toStartOfDay(ts) ts, count() FROM events WHERE ts > toDateTime(0) GROUP BY ts", NULL},
+    {"WITH 5 AS n SELECT count() FROM events WHERE a > n", NULL},
+    {"SELECT count() FROM events WHERE a IN (SELECT a FROM events)", NULL},
+    {"SELECT count() FROM events WHERE a IN events_hourly", NULL},
+    {"SELECT count() FROM events WHERE a IN (1, x + 1)", NULL},
+    {"SELECT count() FROM events WHERE a GLOBAL IN (1, 2)", NULL},
+    {"SELECT count() FROM events WHERE CAST(a AS UInt8) = 1", NULL},
+    {"SELECT count() FROM events FINAL WHERE a = 1", NULL},
+    {"SELECT count() FROM events AS e WHERE other.a = 1", NULL},
+    {"SELECT count() FROM events WHERE 1", NULL},
+    {"SELECT count() FROM events ARRAY JOIN k AS kk WHERE kk = 'a'", NULL},
+    {"SELECT count() FROM (SELECT * FROM events) WHERE a = 1", NULL},
+    {"SELECT count() FROM events WHERE a = (SELECT max(a) FROM events_hourly)", NULL},
+};
+
+START_TEST(test_sqlcheck_copies_safe_where_conditions_into_the_bound_subquery)
+{
+    for (size_t i = 0; i < sizeof(pushdown_cases) / sizeof(pushdown_cases[0]); i++) {
+        const char *sql = pushdown_cases[i].sql, *want = pushdown_cases[i].want;
+        an_buf out = AN_BUF_INIT, plain = AN_BUF_INIT;
+        an_error err = {0};
+        ck_assert_msg(bind(sql, &out, &err) == AN_OK, "refused %s: %s", sql, err.message);
+        an_sqlcheck_opts o = opts_for("T1");
+        o.no_pushdown = true;
+        ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &plain, &err), AN_OK);
+        const char *q = an_buf_str(&out);
+        if (!want) {
+            ck_assert_msg(strcmp(q, an_buf_str(&plain)) == 0, "#%zu copied something: %s", i, q);
+        } else {
+            char expect[512];
+            snprintf(expect, sizeof(expect),
+                     "(SELECT * FROM analytics.events WHERE analytics.events.tenant_id = 'T1' "
+                     "AND %s)",
+                     want);
+            ck_assert_msg(strstr(q, expect) != NULL, "#%zu: %s\n  want %s", i, q, expect);
+            /* the outer query is unchanged: only the subquery grew */
+            ck_assert_uint_eq(out.len, plain.len + strlen(" AND ") + strlen(want));
+        }
+        an_buf_free(&out);
+        an_buf_free(&plain);
+    }
+}
+END_TEST
+
+START_TEST(test_sqlcheck_pushdown_for_all_tenants_and_options)
+{
+    an_sqlcheck_opts o = {0};
+    o.tables = tables;
+    o.all_tenants = true;
+    an_buf out = AN_BUF_INIT;
+    const char *sql = "SELECT count() FROM events WHERE a = 1";
+    ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, NULL), AN_OK);
+    ck_assert_str_eq(an_buf_str(&out),
+                     "SELECT count() FROM (SELECT * FROM analytics.events WHERE (a = 1)) AS "
+                     "events WHERE a = 1");
+    an_buf_reset(&out);
+    o.no_pushdown = true;
+    ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, NULL), AN_OK);
+    ck_assert_str_eq(an_buf_str(&out),
+                     "SELECT count() FROM (SELECT * FROM analytics.events) AS events WHERE a = 1");
+    an_buf_free(&out);
+    /* a join: the WHERE is the join's, nothing moves */
+    expect_rewrite("SELECT 1 FROM events AS a ANY LEFT JOIN events_hourly AS b USING (x) WHERE "
+                   "a.y = 1",
+                   "SELECT 1 FROM " BOUND_EVENTS " AS a ANY LEFT JOIN " BOUND_HOURLY
+                   " AS b USING (x) WHERE a.y = 1");
+    expect_rewrite("SELECT 1 FROM events_hourly, events WHERE y = 1",
+                   "SELECT 1 FROM " BOUND_HOURLY " AS events_hourly, " BOUND_EVENTS
+                   " AS events WHERE y = 1");
+    /* a comment inside a copied condition never reaches the copy */
+    expect_rewrite("SELECT 1 FROM events WHERE a = /* ) OR 1 = 1 -- */ 1",
+                   "SELECT 1 FROM " BOUND_EVENTS_AND("(a = 1)") " AS events WHERE a = 1");
 }
 END_TEST
 
@@ -212,7 +329,8 @@ START_TEST(test_sqlcheck_rewrites_in_with_a_bare_table_to_a_bound_subquery)
         "SELECT 1 FROM " BOUND_EVENTS " AS events WHERE actor_id GLOBAL NOT IN (SELECT "
         "actor_id FROM " BOUND_EVENTS " AS events)");
     expect_rewrite("SELECT 1 FROM events WHERE event_name IN ('a', 'b')",
-                   "SELECT 1 FROM " BOUND_EVENTS " AS events WHERE event_name IN ('a', 'b')");
+                   "SELECT 1 FROM " BOUND_EVENTS_AND(
+                       "(event_name IN ('a', 'b'))") " AS events WHERE event_name IN ('a', 'b')");
 }
 END_TEST
 
@@ -431,8 +549,8 @@ START_TEST(test_sqlcheck_accepts_keywords_as_aliases_and_in_strings)
     expect_rewrite("SELECT 1 AS `from`, 2 AS \"join\" FROM events",
                    "SELECT 1 AS `from`, 2 AS \"join\" FROM " BOUND_EVENTS " AS events");
     expect_rewrite("SELECT count() AS \"Active users\" FROM events WHERE event_name = 'it''s'",
-                   "SELECT count() AS \"Active users\" FROM " BOUND_EVENTS
-                   " AS events WHERE event_name = 'it''s'");
+                   "SELECT count() AS \"Active users\" FROM " BOUND_EVENTS_AND(
+                       "(event_name = 'it''s')") " AS events WHERE event_name = 'it''s'");
     expect_rewrite("SELECT 'caf\xc3\xa9', `\xc3\xa9t\xc3\xa9` FROM events AS `\xc3\xa9t\xc3\xa9`",
                    "SELECT 'caf\xc3\xa9', `\xc3\xa9t\xc3\xa9` FROM " BOUND_EVENTS
                    " AS `\xc3\xa9t\xc3\xa9`");
@@ -560,6 +678,8 @@ Suite *sqlcheck_suite(void)
     tcase_add_loop_test(tc, test_sqlcheck_accepts_legitimate_template, 0, (int)N_LEGIT);
     tcase_add_test(tc, test_sqlcheck_rewrites_table_to_bound_subquery_keeping_alias);
     tcase_add_test(tc, test_sqlcheck_rewrites_every_reference_of_joins_unions_and_subqueries);
+    tcase_add_test(tc, test_sqlcheck_copies_safe_where_conditions_into_the_bound_subquery);
+    tcase_add_test(tc, test_sqlcheck_pushdown_for_all_tenants_and_options);
     tcase_add_test(tc, test_sqlcheck_rewrites_in_with_a_bare_table_to_a_bound_subquery);
     tcase_add_test(tc, test_sqlcheck_moves_final_and_sample_into_the_bound_subquery);
     tcase_add_test(tc, test_sqlcheck_drops_comments_and_keeps_tokens_apart);

@@ -329,6 +329,63 @@ END_TEST
 
 /* ---------------------------------------------------------------- binding */
 
+START_TEST(test_template_property_columns_are_read_instead_of_the_arrays)
+{
+    an_template_column c;
+    ck_assert(
+        an_template_column_parse("p_country", "prop_values[indexOf(prop_keys, 'country')]", &c));
+    ck_assert_str_eq(c.path, "country");
+    ck_assert_str_eq(c.column, "p_country");
+    ck_assert(an_template_column_parse("p_course__id",
+                                       "prop_values[indexOf(prop_keys, 'course.id')]", &c));
+    ck_assert_str_eq(c.path, "course.id");
+    /* anything but the exact expression is not a property column */
+    static const char *const not_ones[][2] = {
+        {"p", "prop_values[indexOf(prop_keys, 'a')] "},
+        {"p", "lower(prop_values[indexOf(prop_keys, 'a')])"},
+        {"p", "prop_values[indexOf(prop_keys, 'a\\'b')]"},
+        {"p", "prop_values[indexOf(prop_keys, '')]"},
+        {"p", "prop_values[indexOf(prop_keys, 'a')] || 'x'"},
+        {"p", "prop_keys[indexOf(prop_values, 'a')]"},
+        {"p-x", "prop_values[indexOf(prop_keys, 'a')]"},
+        {"", "prop_values[indexOf(prop_keys, 'a')]"},
+    };
+    for (size_t i = 0; i < sizeof(not_ones) / sizeof(not_ones[0]); i++)
+        ck_assert_msg(!an_template_column_parse(not_ones[i][0], not_ones[i][1], &c), "#%zu", i);
+
+    const char *tpl = "SELECT {{bucket}} AS bucket{{dimensions}}, count() AS value FROM "
+                      "{{events}} WHERE {{time_range}} AND {{filters}} GROUP BY "
+                      "bucket{{group_by}}";
+    an_template_params p;
+    an_error err = {0};
+    ck_assert_int_eq(
+        params("{\"granularity\":\"day\",\"from\":\"2024-01-01T00:00:00Z\","
+               "\"to\":\"2024-01-02T00:00:00Z\",\"dimensions\":[\"properties.country\","
+               "\"properties.plan\"],\"filters\":[{\"field\":\"properties.country\","
+               "\"op\":\"eq\",\"value\":\"FR\"}]}",
+               &p, &err),
+        AN_OK);
+    an_template_column cols[2];
+    ck_assert(an_template_column_parse("p_country", "prop_values[indexOf(prop_keys, 'country')]",
+                                       &cols[0]));
+    ck_assert(an_template_column_parse("p_x", "prop_values[indexOf(prop_keys, 'x')]", &cols[1]));
+    an_template_scope scope = {.tenant_id = "t1", .columns = cols, .ncolumns = 2};
+    an_buf out = AN_BUF_INIT;
+    ck_assert_msg(an_template_bind(tpl, strlen(tpl), &p, &scope, &out, &err) == AN_OK, "%s",
+                  err.message);
+    const char *q = an_buf_str(&out);
+    ck_assert_msg(strstr(q, "(SELECT *, `p_country`, `p_x` FROM analytics.events WHERE "
+                            "analytics.events.tenant_id = 't1'") != NULL,
+                  "%s", q);
+    ck_assert_msg(strstr(q, ", `p_country` AS dim_0, prop_values[indexOf(prop_keys, 'plan')] AS "
+                            "dim_1") != NULL,
+                  "%s", q);
+    ck_assert_msg(strstr(q, "(`p_country` = 'FR')") != NULL, "%s", q);
+    an_buf_free(&out);
+    an_template_params_free(&p);
+}
+END_TEST
+
 START_TEST(test_template_bind_puts_every_table_behind_the_tenant)
 {
     const char *tpl =
@@ -344,8 +401,10 @@ START_TEST(test_template_bind_puts_every_table_behind_the_tenant)
     an_template_scope scope = {.tenant_id = "t'1"};
     ck_assert_msg(an_template_bind(tpl, strlen(tpl), &p, &scope, &out, &err) == AN_OK, "%s",
                   err.message);
-    ck_assert_msg(strstr(an_buf_str(&out), "FROM (SELECT * FROM analytics.events_hourly WHERE "
-                                           "analytics.events_hourly.tenant_id = 't\\'1')") != NULL,
+    ck_assert_msg(strstr(an_buf_str(&out),
+                         "FROM (SELECT * FROM analytics.events_hourly WHERE "
+                         "analytics.events_hourly.tenant_id = 't\\'1' AND ((hour >= "
+                         "toDateTime(1704067200) AND hour < toDateTime(1704153600))))") != NULL,
                   "%s", an_buf_str(&out));
 
     /* all tenants, per tenant: the tenant column is the first dimension */
@@ -355,7 +414,9 @@ START_TEST(test_template_bind_puts_every_table_behind_the_tenant)
     ck_assert_int_eq(an_template_bind(tpl, strlen(tpl), &p, &all, &out, &err), AN_OK);
     ck_assert_msg(strstr(an_buf_str(&out), ", tenant_id AS dim_tenant, event_name AS dim_0") &&
                       strstr(an_buf_str(&out), "GROUP BY bucket, dim_tenant, dim_0") &&
-                      strstr(an_buf_str(&out), "FROM (SELECT * FROM analytics.events_hourly)"),
+                      strstr(an_buf_str(&out), "FROM (SELECT * FROM analytics.events_hourly WHERE "
+                                               "((hour >= toDateTime(1704067200) AND "
+                                               "hour < toDateTime(1704153600))))"),
                   "%s", an_buf_str(&out));
     an_template_params_free(&p);
     an_buf_free(&out);
@@ -449,6 +510,7 @@ Suite *template_suite(void)
 
     tc = tcase_create("binding");
     tcase_add_test(tc, test_template_bind_puts_every_table_behind_the_tenant);
+    tcase_add_test(tc, test_template_property_columns_are_read_instead_of_the_arrays);
     tcase_add_test(tc, test_template_bind_refuses_what_the_checker_refuses);
     tcase_add_test(tc, test_template_check_validates_a_saved_template);
     suite_add_tcase(s, tc);
