@@ -870,6 +870,24 @@ static int pushdown_function(const walker *w, size_t k)
     return in_list(pushdown_functions, s, t->len);
 }
 
+/* Does token p end an operand (a literal, a name, a closing bracket), so
+ * that what follows is an operator or an alias? */
+static int ends_operand(const walker *w, size_t p)
+{
+    switch (tok(w, p)->type) {
+    case TK_NUMBER:
+    case TK_STRING:
+    case TK_QIDENT:
+    case TK_RPAREN:
+    case TK_RBRACKET:
+        return 1;
+    case TK_WORD:
+        return after_dot(w, p) || after_as(w, p) || !word_in(w, p, expr_start_words);
+    default:
+        return 0;
+    }
+}
+
 /* Is name k's value defined somewhere in the query: after AS, right after
  * an operand (implicit alias: SELECT expr x), or as a lambda parameter? */
 static int pushdown_name_defined(const walker *w, size_t k)
@@ -881,23 +899,8 @@ static int pushdown_name_defined(const walker *w, size_t k)
             continue;
         if (after_as(w, j) || tok(w, j + 1)->type == TK_ARROW)
             return 1;
-        if (j == 0 || after_dot(w, j))
-            continue;
-        switch (w->t[j - 1].type) {
-        case TK_NUMBER:
-        case TK_STRING:
-        case TK_QIDENT:
-        case TK_RPAREN:
-        case TK_RBRACKET:
-            return 1;
-        case TK_WORD:
-            if (!after_dot(w, j - 1) && !word_in(w, j - 1, expr_start_words) &&
-                !word_in(w, j - 1, pushdown_words) && !word_in(w, j - 1, clause_words))
-                return 1;
-            break;
-        default:
-            break;
-        }
+        if (j > 0 && !after_dot(w, j) && ends_operand(w, j - 1))
+            return 1; /* SELECT expr x, CASE ... END x */
     }
     return 0;
 }
@@ -1212,19 +1215,7 @@ static int in_is_operator(const walker *w, size_t k)
         p--;
     if (p == 0)
         return 0;
-    p--;
-    switch (tok(w, p)->type) {
-    case TK_NUMBER:
-    case TK_STRING:
-    case TK_QIDENT:
-    case TK_RPAREN:
-    case TK_RBRACKET:
-        return 1;
-    case TK_WORD:
-        return after_dot(w, p) || after_as(w, p) || !word_in(w, p, expr_start_words);
-    default:
-        return 0;
-    }
+    return ends_operand(w, p - 1);
 }
 
 /* IN at w->i. ClickHouse reads a table when the right side is a bare name,

@@ -231,6 +231,8 @@ static const struct {
      NULL},
     {"SELECT toStartOfDay(ts) ts, count() FROM events WHERE ts > toDateTime(0) GROUP BY ts", NULL},
     {"WITH 5 AS n SELECT count() FROM events WHERE a > n", NULL},
+    {"SELECT e.other ts, count() FROM events AS e WHERE ts > 1 GROUP BY ts", NULL},
+    {"SELECT CASE WHEN a THEN b ELSE c END ts FROM events WHERE ts > 1", NULL},
     {"SELECT count() FROM events WHERE a IN (SELECT a FROM events)", NULL},
     {"SELECT count() FROM events WHERE a IN events_hourly", NULL},
     {"SELECT count() FROM events WHERE a IN (1, x + 1)", NULL},
