@@ -28,7 +28,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static an_status nats_error(an_error *err, natsStatus s, jsErrCode jerr, const char *what)
+an_status an_events_nats_error(an_error *err, natsStatus s, jsErrCode jerr, const char *what)
 {
     an_status code = (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_CLOSED ||
                       s == NATS_CONNECTION_DISCONNECTED || jerr == JSNotEnabledErr)
@@ -70,7 +70,7 @@ static an_status create_stream(an_events *ev, an_error *err)
         an_info("created JetStream stream %s capturing %s", ev->stream, ev->subjects);
         return AN_OK;
     }
-    return nats_error(err, s, jerr, "creating the events stream");
+    return an_events_nats_error(err, s, jerr, "creating the events stream");
 }
 
 /* Add our subjects and lengthen the duplicate window of an existing stream,
@@ -102,7 +102,7 @@ static an_status update_stream(an_events *ev, jsStreamInfo *si, an_error *err)
     c->Duplicates = orig_dup;
     free(subjects);
     if (s != NATS_OK)
-        return nats_error(err, s, jerr, "updating the events stream");
+        return an_events_nats_error(err, s, jerr, "updating the events stream");
     an_info("updated JetStream stream %s to capture %s with a %lld ms duplicate window", ev->stream,
             ev->subjects, (long long)ev->dup_window_ms);
     return AN_OK;
@@ -127,7 +127,7 @@ static an_status ensure_stream(an_events *ev, an_error *err)
             return st;
         }
         if (s != NATS_OK)
-            return nats_error(err, s, jerr, "reading the events stream");
+            return an_events_nats_error(err, s, jerr, "reading the events stream");
         an_status st = AN_OK;
         if (!has_subject(si->Config, ev->subjects) ||
             si->Config->Duplicates < ev->dup_window_ms * NS_PER_MS)
@@ -161,7 +161,7 @@ an_status an_events_open(natsConnection *nc, const an_events_opts *opts, an_even
     jo.Wait = ev->timeout_ms;
     natsStatus s = natsConnection_JetStream(&ev->js, nc, &jo);
     if (s != NATS_OK) {
-        an_status st = nats_error(err, s, 0, "JetStream context");
+        an_status st = an_events_nats_error(err, s, 0, "JetStream context");
         an_events_close(ev);
         return st;
     }
@@ -210,7 +210,7 @@ an_status an_events_publish_raw(an_events *ev, const char *subject, const char *
             s = natsMsgHeader_Set(m, "Correlation-Id", correlation_id);
         if (s != NATS_OK) {
             natsMsg_Destroy(m);
-            return nats_error(err, s, 0, "building the event message");
+            return an_events_nats_error(err, s, 0, "building the event message");
         }
         jsPubOptions po;
         jsPubOptions_Init(&po);
@@ -237,7 +237,7 @@ an_status an_events_publish_raw(an_events *ev, const char *subject, const char *
         nats_Sleep(backoff_ms);
         backoff_ms *= 2;
     }
-    return nats_error(err, s, jerr, "publishing the event");
+    return an_events_nats_error(err, s, jerr, "publishing the event");
 }
 
 static bool token_ok(const char *s)

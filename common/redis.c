@@ -1,5 +1,7 @@
 #include "common/redis.h"
 
+#include "common/crypto.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -42,16 +44,6 @@ void an_redis_url_redact(const char *url, char *dst, size_t n)
         snprintf(dst, n, "%s", url);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Percent-decode src[0..len) into dst (size n). -1 on a bad escape or when
  * it does not fit. */
 static int pct_decode(const char *src, size_t len, char *dst, size_t n)
@@ -60,8 +52,8 @@ static int pct_decode(const char *src, size_t len, char *dst, size_t n)
     for (size_t i = 0; i < len; i++) {
         int c = (unsigned char)src[i];
         if (c == '%') {
-            int hi = i + 1 < len ? hexval((unsigned char)src[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)src[i + 2]) : -1;
+            int hi = i + 1 < len ? an_crypto_hex_value(src[i + 1]) : -1;
+            int lo = i + 2 < len ? an_crypto_hex_value(src[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return -1;
             c = hi * 16 + lo;

@@ -13,6 +13,7 @@
 #include "common/service_int.h"
 
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -158,15 +159,6 @@ static struct timespec abs_mono(int64_t at_ns)
 {
     struct timespec ts = {(time_t)(at_ns / 1000000000LL), (long)(at_ns % 1000000000LL)};
     return ts;
-}
-
-static void cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
 }
 
 const char *an_msg_header(natsMsg *m, const char *name)
@@ -925,10 +917,10 @@ static an_service *service_new(const an_service_def *def)
     svc->ctx = xcalloc(1, def->ctx_size);
     random_id(svc->id, AN_SERVICE_ID_LEN);
     pthread_mutex_init(&svc->mu, NULL);
-    cond_init_mono(&svc->work_cv);
-    cond_init_mono(&svc->idle_cv);
-    cond_init_mono(&svc->wd_cv);
-    cond_init_mono(&svc->closed_cv);
+    an_time_cond_init_mono(&svc->work_cv);
+    an_time_cond_init_mono(&svc->idle_cv);
+    an_time_cond_init_mono(&svc->wd_cv);
+    an_time_cond_init_mono(&svc->closed_cv);
     svc->wd_wake_ns = INT64_MAX;
     size_t n = 0;
     while (def->endpoints[n].name)

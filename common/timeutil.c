@@ -315,3 +315,12 @@ an_status an_time_format_ch(int64_t ms, char out[AN_TIME_CH_LEN], an_error *err)
              cv.hour, cv.minute, cv.second);
     return AN_OK;
 }
+
+void an_time_cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}

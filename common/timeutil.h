@@ -27,6 +27,7 @@
 
 #include "common/status.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +64,10 @@ int64_t an_time_floor_mod(int64_t a, int64_t b);
 /* Wall clock (CLOCK_REALTIME) in epoch ms. */
 int64_t an_time_now_ms(void);
 /* Monotonic clock in ms, for measuring durations and deadlines. */
+/* Initialise cv so that pthread_cond_timedwait takes CLOCK_MONOTONIC
+ * deadlines (an_time_mono_ms and friends), not wall-clock ones. */
+void an_time_cond_init_mono(pthread_cond_t *cv);
+
 int64_t an_time_mono_ms(void);
 
 /* ---- text --------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 #include "ingest/consumer.h"
 
+#include "common/events.h"
 #include "common/log.h"
 
 #include "common/timeutil.h"
@@ -44,17 +45,6 @@ static char *xstrdup(const char *s)
     if (!p)
         abort();
     return p;
-}
-
-static an_status nats_error(an_error *err, natsStatus s, jsErrCode jerr, const char *what)
-{
-    an_status code = (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_CLOSED ||
-                      s == NATS_CONNECTION_DISCONNECTED || jerr == JSNotEnabledErr)
-                         ? AN_UNAVAILABLE
-                         : AN_FAILED_PRECONDITION;
-    const char *last = nats_GetLastError(NULL);
-    return an_error_set(err, code, "%s: %s (jetstream error %d)%s%s", what, natsStatus_GetText(s),
-                        (int)jerr, last ? ": " : "", last ? last : "");
 }
 
 /* ------------------------------------------------------------- stream */
@@ -115,10 +105,10 @@ static an_status ensure_stream(ingest_consumer *c, an_error *err)
             }
             if (round == 0) /* another replica may have created it meanwhile */
                 continue;
-            return nats_error(err, s, aerr, "creating the firehose stream");
+            return an_events_nats_error(err, s, aerr, "creating the firehose stream");
         }
         if (s != NATS_OK)
-            return nats_error(err, s, jerr, "reading the firehose stream");
+            return an_events_nats_error(err, s, jerr, "reading the firehose stream");
         bool differs = stream_differs(&want, si->Config);
         jsStreamInfo_Destroy(si);
         if (!differs)
@@ -127,7 +117,7 @@ static an_status ensure_stream(ingest_consumer *c, an_error *err)
         s = js_UpdateStream(&updated, c->js, &want, NULL, &jerr);
         jsStreamInfo_Destroy(updated);
         if (s != NATS_OK)
-            return nats_error(err, s, jerr, "updating the firehose stream");
+            return an_events_nats_error(err, s, jerr, "updating the firehose stream");
         an_info("updated JetStream stream %s to capture %s with the configured limits", c->stream,
                 c->subjects_text);
         return AN_OK;
@@ -168,10 +158,10 @@ static an_status ensure_consumer(ingest_consumer *c, an_error *err)
             }
             if (round == 0)
                 continue;
-            return nats_error(err, s, aerr, "creating the ingest consumer");
+            return an_events_nats_error(err, s, aerr, "creating the ingest consumer");
         }
         if (s != NATS_OK)
-            return nats_error(err, s, jerr, "reading the ingest consumer");
+            return an_events_nats_error(err, s, jerr, "reading the ingest consumer");
         bool differs =
             ci->Config->AckWait != want.AckWait || ci->Config->MaxAckPending != want.MaxAckPending;
         bool push = ci->Config->DeliverSubject && *ci->Config->DeliverSubject;
@@ -218,7 +208,7 @@ static an_status subscribe(ingest_consumer *c, an_error *err)
         s = natsConnection_SubscribeSync(&c->sub, c->nc, subject);
     }
     if (s != NATS_OK)
-        return nats_error(err, s, 0, "subscribing to the pull inbox");
+        return an_events_nats_error(err, s, 0, "subscribing to the pull inbox");
     /* bounded by the requests' credit, not by nats.c's limits */
     natsSubscription_SetPendingLimits(c->sub, -1, -1);
     snprintf(c->next_subject, sizeof(c->next_subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", c->stream,
@@ -258,7 +248,7 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
                               "ANALYTICS_INGEST_SUBJECTS has no subject");
     }
     natsStatus s = natsConnection_JetStream(&c->js, nc, NULL);
-    an_status st = s == NATS_OK ? AN_OK : nats_error(err, s, 0, "JetStream context");
+    an_status st = s == NATS_OK ? AN_OK : an_events_nats_error(err, s, 0, "JetStream context");
     if (st == AN_OK)
         st = ensure_stream(c, err);
     if (st == AN_OK)
@@ -395,7 +385,7 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
     int64_t now = an_time_mono_ms(), deadline = now + (timeout_ms > 0 ? timeout_ms : 0);
     natsStatus s = more_requests ? top_up(c, max, per_request, now) : NATS_OK;
     if (s != NATS_OK)
-        return nats_error(err, s, 0, "sending a pull request");
+        return an_events_nats_error(err, s, 0, "sending a pull request");
     natsMsg **msgs = malloc((size_t)max * sizeof(natsMsg *));
     if (!msgs)
         abort();
@@ -412,7 +402,7 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
         if (s == NATS_TIMEOUT)
             break;
         if (s != NATS_OK) {
-            st = nats_error(err, s, 0, "reading pulled messages");
+            st = an_events_nats_error(err, s, 0, "reading pulled messages");
             break;
         }
         const char *reply = natsMsg_GetReply(m);
@@ -429,7 +419,7 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
             break;
         s = more_requests ? top_up(c, max, per_request, an_time_mono_ms()) : NATS_OK;
         if (s != NATS_OK) {
-            st = nats_error(err, s, 0, "sending a pull request");
+            st = an_events_nats_error(err, s, 0, "sending a pull request");
             break;
         }
     }
@@ -449,7 +439,7 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
     jsErrCode jerr = 0;
     natsStatus s = js_GetConsumerInfo(&ci, c->js, c->stream, c->consumer, NULL, &jerr);
     if (s != NATS_OK)
-        return nats_error(err, s, jerr, "reading the ingest consumer");
+        return an_events_nats_error(err, s, jerr, "reading the ingest consumer");
     *num_pending = ci->NumPending;
     *num_ack_pending = ci->NumAckPending;
     jsConsumerInfo_Destroy(ci);

@@ -1,6 +1,8 @@
 #include "ingest/envelope.h"
 
 #include "common/buf.h"
+#include "common/crypto.h"
+#include "common/sql.h"
 #include "common/timeutil.h"
 
 #include <stdarg.h>
@@ -129,48 +131,11 @@ static inline bool peek(ingest_parser *p, char c)
     return p->s < p->end && *p->s == c;
 }
 
-/* Length of the valid UTF-8 sequence at s (first byte >= 0x80), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t min, cp;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, min = 0x80, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, min = 0x800, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    if ((size_t)(end - s) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool hex4(const char *s, uint32_t *v)
 {
     uint32_t x = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(s[i]);
+        int h = an_crypto_hex_value(s[i]);
         if (h < 0)
             return false;
         x = (x << 4) | (uint32_t)h;
@@ -234,7 +199,7 @@ static bool string(ingest_parser *p, const char **out, size_t *len)
             return fail(p, INGEST_REASON_INVALID_JSON, "control character in a string");
         }
         if (c >= 0x80) {
-            size_t n = utf8_seq((const unsigned char *)s, (const unsigned char *)end);
+            size_t n = an_sql_utf8_seq_len((const unsigned char *)s, (size_t)(end - s));
             if (!n) {
                 p->s = s;
                 return fail(p, INGEST_REASON_INVALID_JSON, "invalid UTF-8 in a string");

@@ -50,15 +50,6 @@ struct ingest_pipeline {
     bool started[3];
 };
 
-static void cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
-}
-
 /* Wait on cv until the monotonic time deadline_ms (mu held). */
 static void wait_until(ingest_pipeline *p, int64_t deadline_ms)
 {
@@ -553,7 +544,7 @@ an_status ingest_pipeline_start(const ingest_pipeline_options *o, ingest_pipelin
     p->o.hmac_key = p->key;
     p->o.hmac_key_id = p->key_id;
     pthread_mutex_init(&p->mu, NULL);
-    cond_init_mono(&p->cv);
+    an_time_cond_init_mono(&p->cv);
     atomic_store(&p->last_fetch_ok, an_time_mono_ms());
 
     an_status s = ingest_hasher_new(p->key, o->hmac_key_len, &p->hasher, err);
