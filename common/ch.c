@@ -1838,3 +1838,273 @@ an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings
     }
     return an_ch_insert_raw(ch, b->statement, b->data.data, b->row_start, settings, flags, err);
 }
+
+/* ======================================================================
+ * Streaming insert
+ * ====================================================================== */
+
+/*
+ * The request runs in a thread of the stream: curl_easy_perform pulls the
+ * body through on_stream_read, which takes the rows the caller handed over
+ * (two buffers swapped, no copy) and blocks while there are none. The body
+ * goes out with chunked transfer encoding; ClickHouse parses it as it
+ * arrives and answers when the last chunk is in.
+ */
+struct an_ch_stream {
+    an_ch *ch;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    an_buf pending; /* handed over, not yet taken by curl */
+    an_buf sending; /* taken by curl, sent up to off */
+    size_t off;
+    bool ended;     /* the caller has no more rows */
+    bool aborting;  /* the caller gives up: break the request */
+    bool connected; /* the request is about to go out on a new connection */
+    bool done;      /* curl_easy_perform returned */
+    an_status st;   /* when done */
+    an_error err;
+    uint64_t bytes; /* body bytes given to curl */
+    request req;
+    struct curl_slist *headers;
+};
+
+static int on_stream_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                            int conn_primary_port, int conn_local_port)
+{
+    (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+    an_ch_stream *s = ud;
+    s->req.sent = true;
+    pthread_mutex_lock(&s->mu);
+    s->connected = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return CURL_PREREQFUNC_OK;
+}
+
+/* Breaks the request off when the caller gave up, also while curl waits
+ * on a server that stopped reading. */
+static int on_stream_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    an_ch_stream *s = ud;
+    pthread_mutex_lock(&s->mu);
+    bool stop = s->aborting;
+    pthread_mutex_unlock(&s->mu);
+    return stop ? 1 : 0;
+}
+
+static size_t on_stream_read(char *dst, size_t size, size_t nitems, void *ud)
+{
+    an_ch_stream *s = ud;
+    if (s->off == s->sending.len) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->pending.len && !s->ended && !s->aborting)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->aborting) {
+            pthread_mutex_unlock(&s->mu);
+            return CURL_READFUNC_ABORT;
+        }
+        an_buf tmp = s->sending;
+        s->sending = s->pending;
+        s->pending = tmp;
+        an_buf_reset(&s->pending);
+        s->off = 0;
+        pthread_cond_broadcast(&s->cv); /* room for the next hand-over */
+        pthread_mutex_unlock(&s->mu);
+        if (!s->sending.len)
+            return 0; /* ended: the last chunk */
+    }
+    size_t n = size * nitems, left = s->sending.len - s->off;
+    if (n > left)
+        n = left;
+    memcpy(dst, s->sending.data + s->off, n);
+    s->off += n;
+    s->bytes += n;
+    return n;
+}
+
+static void *stream_main(void *arg)
+{
+    an_ch_stream *s = arg;
+    an_ch *ch = s->ch;
+    CURL *c = ch->curl;
+    curl_easy_setopt(c, CURLOPT_URL, ch->url.data);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_stream_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, s);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->headers);
+    /* a new connection: a kept-alive one that the server closed meanwhile
+     * would fail after rows were taken, which cannot be sent again */
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_stream_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_stream_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, s);
+    ch->req = &s->req;
+    ch->errbuf[0] = '\0';
+    CURLcode rc = curl_easy_perform(c);
+    ch->req = NULL;
+    long nconn = 0;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
+    ch->stats.connects += (uint64_t)nconn;
+    ch->stats.requests++;
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, NULL);
+    curl_easy_setopt(c, CURLOPT_READDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, ch->headers);
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 0L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 0L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, NULL);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, ch);
+
+    request *r = &s->req;
+    an_status st = AN_OK;
+    an_error err = {0};
+    if (!r->http)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->http);
+    if (r->http && r->http != 200) {
+        int code = 0;
+        if (an_ch_looks_like_exception(r->errbody.data ? r->errbody.data : "", r->errbody.len))
+            st = an_ch_exception_to_error(r->errbody.data, r->errbody.len, &code, &err);
+        else
+            st = http_status_error(r->http, &err, an_buf_str(&r->errbody));
+        ch->last_code = code;
+    } else if (rc != CURLE_OK) {
+        const char *why = ch->errbuf[0] ? ch->errbuf : curl_easy_strerror(rc);
+        st = s->aborting ? an_error_set(&err, AN_UNAVAILABLE, "clickhouse: insert abandoned")
+             : r->sent   ? an_error_set(&err, AN_UNAVAILABLE,
+                                        "clickhouse: streaming insert broken after %" PRIu64
+                                        " bytes (%s); rows sent may be stored",
+                                        s->bytes, why)
+                         : an_error_set(&err, AN_UNAVAILABLE, "clickhouse %s: %s", ch->base, why);
+    } else {
+        st = check_quiet_body(ch, r, &err);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->st = st;
+    s->err = err;
+    s->done = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static void stream_free(an_ch_stream *s)
+{
+    an_buf_free(&s->pending);
+    an_buf_free(&s->sending);
+    an_buf_free(&s->req.errbody);
+    curl_slist_free_all(s->headers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings,
+                             an_ch_stream **out, an_error *err)
+{
+    *out = NULL;
+    ch->last_code = 0;
+    if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
+        an_status st = check_schema(ch, b, err);
+        if (st != AN_OK)
+            return st;
+    }
+    an_status st = start_url(ch, settings, err);
+    if (st != AN_OK)
+        return st;
+    an_buf_adds(&ch->url, "query=");
+    an_ch_url_encode(&ch->url, b->statement, strlen(b->statement));
+    an_ch_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->ch = ch;
+    s->req.mode = BODY_DISCARD;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    for (struct curl_slist *h = ch->headers; h; h = h->next)
+        s->headers = add_header(s->headers, "%s", h->data);
+    s->headers = add_header(s->headers, "%s", "Transfer-Encoding: chunked");
+    if (pthread_create(&s->thread, NULL, stream_main, s) != 0) {
+        stream_free(s);
+        return an_error_set(err, AN_INTERNAL, "cannot start the thread of a streaming insert");
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->connected && !s->done)
+        pthread_cond_wait(&s->cv, &s->mu);
+    bool failed = s->done;
+    pthread_mutex_unlock(&s->mu);
+    if (failed) { /* nothing was sent */
+        pthread_join(s->thread, NULL);
+        st = s->st != AN_OK ? s->st : AN_UNAVAILABLE;
+        if (err)
+            *err = s->err;
+        stream_free(s);
+        return st;
+    }
+    *out = s;
+    return AN_OK;
+}
+
+an_status an_ch_stream_send(an_ch_stream *s, an_ch_batch *b, int timeout_ms, an_error *err)
+{
+    if (b->bad || b->col != 0)
+        return an_error_set(err, AN_INTERNAL, "streaming insert: a row of %s is half built",
+                            b->table);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (s->pending.len && !s->done)
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+            break;
+    an_status st = AN_OK;
+    if (s->done) {
+        st = s->st != AN_OK ? s->st : AN_INTERNAL;
+        if (err)
+            *err = s->err;
+    } else if (s->pending.len) {
+        st = an_error_set(err, AN_RESOURCE_EXHAUSTED,
+                          "clickhouse: streaming insert into %s takes no rows for %d ms", b->table,
+                          timeout_ms);
+    } else if (b->rows) {
+        an_buf tmp = s->pending; /* empty, its storage goes back to the batch */
+        s->pending = b->data;
+        b->data = tmp;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (st == AN_OK)
+        an_ch_batch_reset(b);
+    return st;
+}
+
+an_status an_ch_stream_finish(an_ch_stream *s, bool abandon, an_error *err)
+{
+    if (!s)
+        return AN_OK;
+    pthread_mutex_lock(&s->mu);
+    if (abandon)
+        s->aborting = true;
+    s->ended = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    an_status st = s->st;
+    if (st != AN_OK && err)
+        *err = s->err;
+    stream_free(s);
+    return st;
+}

@@ -279,4 +279,41 @@ an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings
 an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, size_t len,
                            const an_ch_settings *settings, unsigned flags, an_error *err);
 
+/*
+ * Streaming insert: one INSERT whose body is sent while it is being built,
+ * so a large insert (one part in ClickHouse, where many small ones would
+ * each cost a part to write and later to merge) needs no more memory on
+ * this side than the rows of one hand-over.
+ *
+ *   an_ch_stream *s;
+ *   an_ch_stream_start(ch, rows, &settings, &s, &err);  // connects
+ *   ... add rows to `rows` ...; an_ch_stream_send(s, rows, 1000, &err);  // hands them over
+ *   an_ch_stream_finish(s, false, &err);                // ClickHouse's answer
+ *
+ * The request runs on ch in a thread of the stream: ch must not be used
+ * otherwise until an_ch_stream_finish returned. It goes out on a new
+ * connection with chunked transfer encoding and is never retried: rows
+ * handed over are not kept. Until start returns AN_OK nothing was sent;
+ * afterwards a failure means some of the rows sent may be stored (the
+ * server may have inserted what it received), the caller must be able to
+ * tell (ingest looks redelivered events up).
+ */
+typedef struct an_ch_stream an_ch_stream;
+
+/* Check the batch's declared columns (RowBinary, as an_ch_insert does) and
+ * open the INSERT of its statement; returns once the request is about to go
+ * out on a connection, or with the error of connecting (nothing sent). */
+an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings,
+                             an_ch_stream **out, an_error *err);
+
+/* Hand the complete rows of b over (no copy: b's storage is swapped) and
+ * reset b. Waits up to timeout_ms while the previous hand-over is not sent
+ * yet: AN_RESOURCE_EXHAUSTED when it still is not (b untouched, try again),
+ * the request's error once it failed. */
+an_status an_ch_stream_send(an_ch_stream *s, an_ch_batch *b, int timeout_ms, an_error *err);
+
+/* End the body and wait for the answer (abandon: break the request off
+ * instead; the rows sent may be stored all the same). Frees s; NULL: AN_OK. */
+an_status an_ch_stream_finish(an_ch_stream *s, bool abandon, an_error *err);
+
 #endif

@@ -64,6 +64,15 @@ an_status ingest_batch_new(ingest_batch **out, an_error *err)
             return s;
         }
     }
+    for (int t = 0; t < 2; t++) {
+        an_status s = an_ch_batch_new(tiers[t].table, tiers[t].cols, tiers[t].ncols,
+                                      AN_CH_FORMAT_ROWBINARY, &b->live[t], err);
+        if (s != AN_OK) {
+            ingest_batch_free(b);
+            return s;
+        }
+    }
+    b->stream_conn[0] = b->stream_conn[1] = -1;
     *out = b;
     return AN_OK;
 }
@@ -74,6 +83,8 @@ void ingest_batch_free(ingest_batch *b)
         return;
     for (int t = 0; t < INGEST_TIERS; t++)
         an_ch_batch_free(b->rows[t]);
+    for (int t = 0; t < 2; t++)
+        an_ch_batch_free(b->live[t]);
     free(b->msgs);
     free(b->seqs);
     an_buf_free(&b->arena);
@@ -87,7 +98,10 @@ void ingest_batch_reset(ingest_batch *b)
         b->written[t] = b->uncertain[t] = false;
         b->skipped[t] = 0;
     }
-    b->n = b->events = b->dead = b->redelivered = 0;
+    for (int t = 0; t < 2; t++)
+        an_ch_batch_reset(b->live[t]);
+    b->streaming = b->stream_tried = b->stream_failed = false;
+    b->n = b->events = b->dead = b->redelivered = b->streamed = 0;
     if (b->seqs)
         memset(b->seqs, 0, b->seqs_cap * sizeof(uint32_t));
     an_buf_reset(&b->arena);
@@ -101,6 +115,8 @@ size_t ingest_batch_bytes(const ingest_batch *b)
     size_t n = b->arena.len + b->n * sizeof(ingest_msg);
     for (int t = 0; t < INGEST_TIERS; t++)
         n += an_ch_batch_bytes(b->rows[t]);
+    for (int t = 0; t < 2; t++)
+        n += an_ch_batch_bytes(b->live[t]);
     return n;
 }
 
@@ -175,6 +191,8 @@ static ingest_msg *new_msg(ingest_batch *b, const ingest_msg_info *m)
 /* The message's row in tier t is complete. */
 static an_status end_row(ingest_batch *b, ingest_msg *g, ingest_tier t, an_error *err)
 {
+    if (g->streamed && t != INGEST_TIER_DEAD)
+        return an_ch_batch_end_row(b->live[t], err);
     an_status s = an_ch_batch_end_row(b->rows[t], err);
     g->end[t] = (uint32_t)an_ch_batch_bytes(b->rows[t]);
     return s;
@@ -195,15 +213,18 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
     size_t mark = b->arena.len;
     ingest_msg *g = new_msg(b, m);
     g->occurred_s = ev->occurred_ms / 1000;
-    g->key_off = (uint32_t)b->arena.len;
-    g->tenant_len = (uint16_t)ev->tenant_len;
-    g->id_len = (uint16_t)ev->id_len;
-    an_buf_add(&b->arena, ev->tenant, ev->tenant_len);
-    an_buf_addc(&b->arena, '\0');
-    an_buf_add(&b->arena, ev->id, ev->id_len);
-    an_buf_addc(&b->arena, '\0');
+    g->streamed = b->streaming && !g->redelivered;
+    if (!g->streamed) { /* the identity, for look-ups */
+        g->key_off = (uint32_t)b->arena.len;
+        g->tenant_len = (uint16_t)ev->tenant_len;
+        g->id_len = (uint16_t)ev->id_len;
+        an_buf_add(&b->arena, ev->tenant, ev->tenant_len);
+        an_buf_addc(&b->arena, '\0');
+        an_buf_add(&b->arena, ev->id, ev->id_len);
+        an_buf_addc(&b->arena, '\0');
+    }
 
-    an_ch_batch *h = b->rows[INGEST_TIER_HOT];
+    an_ch_batch *h = g->streamed ? b->live[INGEST_TIER_HOT] : b->rows[INGEST_TIER_HOT];
     an_ch_batch_add_str(h, ev->tenant, ev->tenant_len);
     an_ch_batch_add_str(h, ev->id, ev->id_len);
     an_ch_batch_add_str(h, ev->type, ev->type_len);
@@ -223,7 +244,7 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
         return s;
     }
 
-    an_ch_batch *a = b->rows[INGEST_TIER_AUDIT];
+    an_ch_batch *a = g->streamed ? b->live[INGEST_TIER_AUDIT] : b->rows[INGEST_TIER_AUDIT];
     an_ch_batch_add_str(a, ev->tenant, ev->tenant_len);
     an_ch_batch_add_str(a, ev->id, ev->id_len);
     an_ch_batch_add_str(a, ev->type, ev->type_len);
@@ -241,6 +262,7 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
     b->n++;
     b->events++;
     b->redelivered += g->redelivered;
+    b->streamed += g->streamed;
     return AN_OK;
 }
 

@@ -14,6 +14,13 @@
  * or a retry after an insert whose outcome was unknown) and lets the
  * pipeline ack every message after the rows are confirmed.
  *
+ * Streaming: while the store has INSERTs open for the batch (the pipeline
+ * opens them with its first message), the hot and audit rows of messages
+ * delivered for the first time go into live[] instead, which the pipeline
+ * hands to those INSERTs as they fill; the batch keeps only their ack
+ * subjects. Redelivered messages and dead letters always stay in rows[]:
+ * they may be stored already and are looked up before they are written.
+ *
  * A batch is filled by one thread, then handed over; not thread-safe.
  */
 #ifndef INGEST_BATCH_H
@@ -49,16 +56,19 @@ typedef struct ingest_msg {
     bool dead;            /* a dead letter (one row in INGEST_TIER_DEAD), else an event
                              (one row in HOT and one in AUDIT) */
     bool redelivered;     /* JetStream delivered it before */
+    bool streamed;        /* its hot and audit rows went to the batch's streaming INSERTs */
     uint32_t start[INGEST_TIERS], end[INGEST_TIERS]; /* byte range of its row per tier */
 } ingest_msg;
 
 typedef struct ingest_batch {
     an_ch_batch *rows[INGEST_TIERS];
+    an_ch_batch *live[2]; /* HOT and AUDIT rows for the streaming INSERTs */
     ingest_msg *msgs;
     size_t n, cap;
     an_buf arena;        /* ack subjects and identities */
     size_t events, dead; /* messages of each kind */
     size_t redelivered;  /* messages delivered more than once */
+    size_t streamed;     /* messages whose rows went to the streaming INSERTs */
     int64_t opened_ms;   /* monotonic ms of the first message; 0 when empty */
     int64_t progress_ms; /* monotonic ms of the last "in progress" sent for it */
     /* write state, kept by the store across attempts */
@@ -67,6 +77,12 @@ typedef struct ingest_batch {
     size_t skipped[INGEST_TIERS]; /* rows left out because they were stored already */
     int attempts;
     uint64_t serial; /* set by the store at the first attempt, for query ids */
+    /* streaming INSERTs, kept by the store (see ingest_store_stream_open) */
+    struct an_ch_stream *stream[2];
+    int stream_conn[2];
+    bool streaming;     /* new events go to live[] */
+    bool stream_tried;  /* one attempt to open them per batch */
+    bool stream_failed; /* the streamed messages are not (all) stored: NAK them */
     /* stream sequences of the batch's messages (open addressing, index + 1) */
     uint32_t *seqs;
     size_t seqs_cap;

@@ -27,6 +27,7 @@ typedef struct ingest_ctx {
     long long max_depth, max_properties;
     int64_t max_past_ms, max_future_ms, retry_max_ms, insert_timeout_ms;
     char *hmac_key, *hmac_key_id, *pii_keys, *pii_action, *test_crash;
+    bool stream_inserts;
     /* running state */
     ingest_metrics metrics;
     ingest_pii_rules *rules;
@@ -54,16 +55,18 @@ static const an_config_var ingest_vars[] = {
      V(duplicate_window_ms), "window in which a repeated Nats-Msg-Id is not stored again"},
     {"ANALYTICS_INGEST_ACK_WAIT", AN_CFG_DURATION, "60s", 1000, 3600000, 0, V(ack_wait_ms),
      "unacked messages are redelivered after this (held ones are kept alive)"},
-    {"ANALYTICS_INGEST_MAX_ACK_PENDING", AN_CFG_INT, "200000", 1, 10000000, 0, V(max_ack_pending),
+    {"ANALYTICS_INGEST_MAX_ACK_PENDING", AN_CFG_INT, "500000", 1, 10000000, 0, V(max_ack_pending),
      "unacked messages over all replicas before delivery pauses"},
     {"ANALYTICS_INGEST_FETCH", AN_CFG_INT, "2000", 1, 100000, 0, V(fetch),
      "messages per JetStream fetch"},
-    {"ANALYTICS_INGEST_BATCH_ROWS", AN_CFG_INT, "50000", 1, 1000000, 0, V(batch_rows),
+    {"ANALYTICS_INGEST_BATCH_ROWS", AN_CFG_INT, "200000", 1, 1000000, 0, V(batch_rows),
      "flush a batch at this many messages"},
     {"ANALYTICS_INGEST_BATCH_AGE", AN_CFG_DURATION, "1s", 1, 600000, 0, V(batch_age_ms),
      "flush a batch when its first message is this old"},
     {"ANALYTICS_INGEST_BATCH_BYTES", AN_CFG_SIZE, "40MiB", 65536, 1LL << 31, 0, V(batch_bytes),
-     "flush a batch at this many bytes of rows"},
+     "flush a batch at this many bytes held in memory (rows not streamed, ack subjects)"},
+    {"ANALYTICS_INGEST_STREAM_INSERTS", AN_CFG_BOOL, "true", 0, 0, 0, V(stream_inserts),
+     "send new events to INSERTs open while the batch fills (one part per batch, any size)"},
     {"ANALYTICS_INGEST_MAX_EVENT_BYTES", AN_CFG_SIZE, "64KiB", 256, 8LL << 20, 0,
      V(max_event_bytes), "larger events are dead-lettered (too_large)"},
     {"ANALYTICS_INGEST_MAX_DEPTH", AN_CFG_INT, "10", 1, 64, 0, V(max_depth),
@@ -181,6 +184,7 @@ static an_status ingest_init(an_service *svc, void *ctx, an_error *err)
         .ack_wait_ms = c->ack_wait_ms,
         .retry_max_ms = c->retry_max_ms,
         .stop_timeout_ms = sc->drain_timeout_ms,
+        .stream_inserts = c->stream_inserts,
         .crash_after_insert = strcmp(c->test_crash, "after_insert") == 0,
         .metrics = &c->metrics,
     };

@@ -16,6 +16,9 @@
  * ClickHouse less per row (fewer parts to write and merge). */
 #define POOL 2
 
+/* Rows handed to a streaming INSERT at a time (per tier). */
+#define STREAM_CHUNK ((size_t)1 << 20)
+
 struct ingest_pipeline {
     ingest_pipeline_options o;
     char *key, *key_id;
@@ -160,6 +163,10 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
     ingest_event ev;
     ingest_reject rej;
     an_error err;
+    if (p->o.stream_inserts && !b->stream_tried && info.delivered == 1) {
+        if (ingest_store_stream_open(p->store, b, &err) != AN_OK)
+            an_debug("batch without streaming: %s", err.message);
+    }
     if (ingest_envelope_parse(p->parser, info.raw, info.raw_len, wall_ms, &ev, &rej)) {
         if (ingest_batch_add_event(b, &info, &ev, p->key_id, &err) == AN_OK) {
             an_prom_counter_inc(p->m->events);
@@ -241,6 +248,41 @@ static void release_parked(ingest_pipeline *p, ingest_batch *b)
     p->nparked = 0;
 }
 
+/* Hand b's live rows to its streaming INSERTs once a tier holds min_bytes.
+ * ClickHouse slower than the fetcher makes this wait: for at most a third
+ * of the ack wait (the batch's messages are not kept alive meanwhile), then
+ * the INSERTs are given up and their messages will be NAKed. */
+static void stream_send(ingest_pipeline *p, ingest_batch *b, size_t min_bytes)
+{
+    if (!b->streaming)
+        return;
+    int64_t start = an_time_mono_ms(), limit = p->o.ack_wait_ms / 3;
+    for (;;) {
+        an_error err;
+        an_status s = ingest_store_stream_send(p->store, b, min_bytes, 200, &err);
+        if (s == AN_OK)
+            return;
+        if (s != AN_RESOURCE_EXHAUSTED) {
+            an_warn("streaming insert failed; its %zu messages go back to JetStream: %s",
+                    b->streamed, err.message);
+            return;
+        }
+        if (an_time_mono_ms() - start >= limit) {
+            an_warn("ClickHouse took no rows for %lld ms: giving up the streaming insert of %zu "
+                    "messages (they go back to JetStream)",
+                    (long long)limit, b->streamed);
+            b->streaming = false;
+            b->stream_failed = true;
+            return;
+        }
+        if (is_stopping(p) && an_time_mono_ms() - start >= 1000) {
+            b->streaming = false;
+            b->stream_failed = true;
+            return;
+        }
+    }
+}
+
 static void *fetcher_main(void *arg)
 {
     ingest_pipeline *p = arg;
@@ -305,6 +347,7 @@ static void *fetcher_main(void *arg)
         natsMsgList_Destroy(&list);
         bool full = b->n >= o->batch_rows || ingest_batch_bytes(b) >= o->batch_bytes;
         bool old = b->n && an_time_mono_ms() >= b->opened_ms + o->batch_age_ms;
+        stream_send(p, b, full || old ? 0 : STREAM_CHUNK);
         if (full || old) {
             submit(p, b);
             b = NULL;
@@ -317,10 +360,12 @@ static void *fetcher_main(void *arg)
         natsMsg_Destroy(p->parked[i]);
     }
     p->nparked = 0;
-    if (b && b->n)
+    if (b && b->n) {
+        stream_send(p, b, 0);
         submit(p, b);
-    else if (b)
+    } else if (b) {
         give_back(p, b);
+    }
     pthread_mutex_lock(&p->mu);
     p->fetcher_done = true;
     pthread_cond_broadcast(&p->cv);
@@ -330,19 +375,46 @@ static void *fetcher_main(void *arg)
 
 /* ----------------------------------------------------------- the writer */
 
+/* End b's streaming INSERTs; when they failed, their messages are NAKed
+ * with the batch (the rows are not kept here) and come back redelivered. */
+static void close_streams(ingest_pipeline *p, ingest_batch *b)
+{
+    an_error err;
+    if (ingest_store_stream_close(p->store, b, &err) == AN_OK) {
+        if (b->streamed) {
+            an_prom_counter_add(p->m->rows[INGEST_TIER_HOT], (double)b->streamed);
+            an_prom_counter_add(p->m->rows[INGEST_TIER_AUDIT], (double)b->streamed);
+        }
+        return;
+    }
+    an_prom_counter_inc(p->m->insert_failures);
+    an_prom_gauge_set(p->m->clickhouse_up, 0);
+    int64_t none = 0;
+    atomic_compare_exchange_strong(&p->writes_failing, &none, an_time_mono_ms());
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->write_error, sizeof(p->write_error), "%s", err.message);
+    pthread_mutex_unlock(&p->mu);
+    an_warn("streaming insert of %zu events failed; they go back to JetStream (NAK) and will "
+            "be looked up when redelivered: %s",
+            b->streamed, err.message);
+}
+
 static void ack_all(ingest_pipeline *p, ingest_batch *b, bool ok)
 {
+    size_t acked = 0;
     for (size_t i = 0; i < b->n; i++) {
         const ingest_msg *m = &b->msgs[i];
         if (m->reply_off == UINT32_MAX)
             continue;
-        if (ok)
+        if (ok && !(m->streamed && b->stream_failed)) {
             ingest_consumer_ack(p->o.consumer, ingest_msg_reply(b, m));
-        else
+            acked++;
+        } else {
             ingest_consumer_nak(p->o.consumer, ingest_msg_reply(b, m));
+        }
     }
-    if (ok)
-        an_prom_counter_add(p->m->acks, (double)b->n);
+    if (acked)
+        an_prom_counter_add(p->m->acks, (double)acked);
 }
 
 /* Write b, retrying with backoff until it works or the stop deadline passed. */
@@ -361,11 +433,13 @@ static bool write_batch(ingest_pipeline *p, ingest_batch *b)
                 an_prom_counter_add(p->m->skipped[t], (double)rep.skipped[t]);
         }
         if (st == AN_OK) {
-            atomic_store(&p->writes_failing, 0);
+            if (!b->stream_failed)
+                atomic_store(&p->writes_failing, 0);
             an_debug("wrote %zu messages: audit %lld ms, hot %lld ms, dead letters %lld ms", b->n,
                      (long long)rep.ms[INGEST_TIER_AUDIT], (long long)rep.ms[INGEST_TIER_HOT],
                      (long long)rep.ms[INGEST_TIER_DEAD]);
-            an_prom_gauge_set(p->m->clickhouse_up, 1);
+            if (!b->stream_failed)
+                an_prom_gauge_set(p->m->clickhouse_up, 1);
             if (b->attempts > 1)
                 an_info("batch of %zu messages written after %d attempts (%lld ms)", b->n,
                         b->attempts, (long long)(an_time_mono_ms() - start));
@@ -427,6 +501,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         int64_t t0 = an_time_mono_ms();
+        close_streams(p, b);
         bool ok = write_batch(p, b);
         int64_t t1 = an_time_mono_ms();
         if (ok && p->o.crash_after_insert) {

@@ -12,6 +12,13 @@
  *             ("+WPI" once a third of the ack wait passed) and reads the
  *             consumer's lag for /metrics
  *
+ * With stream_inserts, the fetcher opens a batch's two INSERTs (hot,
+ * audit) with its first message and hands them the rows of new events every
+ * STREAM_CHUNK bytes; the writer then only ends them, writes what the batch
+ * holds in memory (redelivered messages, dead letters) and acks. A batch is
+ * then one part per table whatever its size, and memory holds only ack
+ * subjects for those events (store.h).
+ *
  * Memory is bounded by a pool of two batches (one filling, one being
  * written), each of at most batch_rows messages and batch_bytes bytes: when
  * ClickHouse is down the fetcher stops fetching once both are full, and the
@@ -45,6 +52,7 @@ typedef struct ingest_pipeline_options {
     int64_t ack_wait_ms;
     int64_t retry_max_ms;    /* cap of the backoff between write attempts */
     int64_t stop_timeout_ms; /* how long stop may spend flushing */
+    bool stream_inserts;     /* feed new events to INSERTs open while the batch fills */
     bool crash_after_insert; /* testing only: _exit(70) after a write, before the acks */
     ingest_metrics *metrics; /* borrowed */
 } ingest_pipeline_options;

@@ -22,7 +22,18 @@
  * message was fetched, nor an earlier attempt of the same batch. See
  * docs/ingest.md for the whole exactly-once design.
  *
- * Not thread-safe: one store per writer thread.
+ * Streaming (ingest_store_stream_*): the hot and audit rows of events
+ * delivered for the first time go to two INSERTs opened with the batch's
+ * first message and fed while the batch fills, so a batch of any size is
+ * one part per table in ClickHouse and costs this process only its ack
+ * subjects. Those rows are not kept: when a streaming INSERT fails, its
+ * messages are handed back to JetStream (NAK), and their redelivery goes
+ * the looked-up way above. Streaming INSERTs have the query_id
+ * "ingest-<instance>-<batch>-<tier>-0".
+ *
+ * ingest_store_write and ingest_store_stream_close run on the writer
+ * thread; ingest_store_stream_open and _send on the thread filling the
+ * batch (each batch is used by one thread at a time).
  */
 #ifndef INGEST_STORE_H
 #define INGEST_STORE_H
@@ -59,6 +70,24 @@ typedef struct ingest_write_report {
  * for the next attempt; err says what failed. */
 an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_report *rep,
                              an_error *err);
+
+/* Open the streaming INSERTs of b (hot and audit) on connections of their
+ * own; on success b->streaming is set. Fails, with nothing sent, when
+ * ClickHouse cannot be reached: b then fills the buffered way. */
+an_status ingest_store_stream_open(ingest_store *st, ingest_batch *b, an_error *err);
+
+/* Hand the live rows of b over to its INSERTs once a tier holds at least
+ * min_bytes of them (0: whatever there is). Waits at most timeout_ms for
+ * an INSERT still sending the previous hand-over: AN_RESOURCE_EXHAUSTED
+ * then (nothing lost, call again). Any other error: an INSERT failed;
+ * b->streaming is cleared and b->stream_failed set (later messages of b go
+ * the buffered way, the streamed ones are to be NAKed). */
+an_status ingest_store_stream_send(ingest_store *st, ingest_batch *b, size_t min_bytes,
+                                   int timeout_ms, an_error *err);
+
+/* End b's streaming INSERTs and wait for ClickHouse to confirm them (audit
+ * first, then hot). On failure b->stream_failed is set. No-op without. */
+an_status ingest_store_stream_close(ingest_store *st, ingest_batch *b, an_error *err);
 
 /* ClickHouse answers /ping. */
 an_status ingest_store_ping(ingest_store *st, an_error *err);

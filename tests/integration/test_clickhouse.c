@@ -218,6 +218,83 @@ START_TEST(test_clickhouse_million_rows_in_batches_are_all_there)
 }
 END_TEST
 
+/* A streaming insert: 300k rows handed over in 1 MiB pieces while the
+ * request runs are one part, all there; the client kept no more than a
+ * piece; an error of the server (a bad row) comes back from finish; a
+ * server that cannot be reached fails start with nothing sent. */
+START_TEST(test_clickhouse_streaming_insert_sends_while_building)
+{
+    char *table = new_table(EV_COLS);
+    an_ch *ch = connect_as(AS_WRITER, NULL);
+    an_error err;
+    an_ch_batch *b;
+    ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_ROWBINARY, &b, &err),
+                     AN_OK);
+    an_ch_stream *s;
+    ck_assert_msg(an_ch_stream_start(ch, b, NULL, &s, &err) == AN_OK, "%s", err.message);
+    ev_sums sums = {0};
+    size_t most = 0, sends = 0;
+    for (uint64_t id = 0; id < 300000; id++) {
+        add_event(b, id, &sums);
+        if (an_ch_batch_bytes(b) >= (1u << 20)) {
+            most = an_ch_batch_bytes(b) > most ? an_ch_batch_bytes(b) : most;
+            an_status st;
+            while ((st = an_ch_stream_send(s, b, 100, &err)) == AN_RESOURCE_EXHAUSTED)
+                ;
+            ck_assert_msg(st == AN_OK, "%s", err.message);
+            ck_assert_uint_eq(an_ch_batch_rows(b), 0);
+            sends++;
+        }
+    }
+    ck_assert_int_eq(an_ch_stream_send(s, b, 10000, &err), AN_OK);
+    ck_assert_msg(an_ch_stream_finish(s, false, &err) == AN_OK, "%s", err.message);
+    ck_assert_uint_gt(sends, 20);
+    ck_assert_uint_lt(most, (1u << 20) + 4096);
+    check_events(table, &sums);
+    char parts[300];
+    snprintf(parts, sizeof(parts),
+             "SELECT count() FROM system.parts WHERE active AND database = 'analytics' AND "
+             "table = '%s'",
+             strchr(table, '.') + 1);
+    ck_assert_int_eq(th_ch_count(parts), 1);
+    /* the connection is usable for plain requests afterwards */
+    ck_assert_int_eq(an_ch_ping(ch, &err), AN_OK);
+
+    /* a user who may not insert: the server's refusal comes back from finish */
+    an_ch *ro = connect_as(AS_READER, NULL);
+    ck_assert_int_eq(an_ch_stream_start(ro, b, NULL, &s, &err), AN_OK);
+    add_event(b, 1, &sums);
+    ck_assert_int_eq(an_ch_stream_send(s, b, 10000, &err), AN_OK);
+    ck_assert_int_ne(an_ch_stream_finish(s, false, &err), AN_OK);
+    ck_assert_msg(strstr(err.message, "eadonly") || strstr(err.message, "ermission") ||
+                      strstr(err.message, "not enough privileges"),
+                  "%s", err.message);
+    ck_assert_int_eq(an_ch_last_exception_code(ro) != 0, 1);
+    an_ch_free(ro);
+    char sql[300];
+    snprintf(sql, sizeof(sql), "SELECT count() FROM %s", table);
+    ck_assert_int_eq(th_ch_count(sql), 300000);
+
+    /* abandoned: what was sent may be stored, the call returns */
+    ck_assert_int_eq(an_ch_stream_start(ch, b, NULL, &s, &err), AN_OK);
+    ck_assert_int_ne(an_ch_stream_finish(s, true, &err), AN_OK);
+
+    an_ch_batch_free(b);
+    an_ch_free(ch);
+
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", dead_port());
+    an_ch_options o = {.url = url, .max_retries = -1};
+    ck_assert_int_eq(an_ch_new(&o, &ch, &err), AN_OK);
+    ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_TSV, &b, &err), AN_OK);
+    ck_assert_int_eq(an_ch_stream_start(ch, b, NULL, &s, &err), AN_UNAVAILABLE);
+    ck_assert_ptr_null(s);
+    an_ch_batch_free(b);
+    an_ch_free(ch);
+    drop_table(table);
+}
+END_TEST
+
 START_TEST(test_clickhouse_rowbinary_batch_with_wrong_types_is_refused_before_sending)
 {
     char *table = new_table("id UInt64, name String, at DateTime('UTC'), "
@@ -810,6 +887,7 @@ Suite *clickhouse_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_clickhouse_million_rows_in_batches_are_all_there);
     tcase_add_test(tc, test_clickhouse_rowbinary_batch_with_wrong_types_is_refused_before_sending);
+    tcase_add_test(tc, test_clickhouse_streaming_insert_sends_while_building);
     tcase_add_test(tc, test_clickhouse_bad_insert_data_is_invalid_argument);
     tcase_add_test(tc, test_clickhouse_query_hands_unescaped_fields_names_and_types);
     tcase_add_test(tc, test_clickhouse_large_result_streams_in_bounded_memory);

@@ -331,15 +331,20 @@ static bool ch_alive(void)
     return system(cmd) == 0;
 }
 
-static void ch_stop(void)
+static void ch_signal(int sig)
 {
     pid_t pid = ch_pid();
     ck_assert_msg(pid > 0, "no ClickHouse pid file in the stack dir");
-    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    ck_assert_int_eq(kill(pid, sig), 0);
     int64_t deadline = th_now_ms() + 60000;
     while (kill(pid, 0) == 0 && th_now_ms() < deadline)
         th_sleep_ms(100);
     ck_assert_msg(kill(pid, 0) != 0, "ClickHouse did not stop");
+}
+
+static void ch_stop(void)
+{
+    ch_signal(SIGTERM);
 }
 
 /* Start the stack's ClickHouse again, as stack.sh does; wait for /ping. */
@@ -895,6 +900,43 @@ START_TEST(test_clickhouse_stopped_mid_stream_loses_nothing_and_counts_nothing_t
 }
 END_TEST
 
+/* ClickHouse dies while a batch streams into it: the streamed events were
+ * not kept by ingest, so they go back to JetStream and come again; the ones
+ * ClickHouse took before it went are found stored, none is counted twice. */
+START_TEST(test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_once)
+{
+    proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_AGE=5s",
+                                                 "ANALYTICS_INGEST_RETRY_MAX=1s",
+                                                 "ANALYTICS_INGEST_ACK_WAIT=6s", NULL});
+    load(3000, tenant, "streaming");
+    /* the batch's INSERTs are open and have taken rows */
+    int64_t deadline = th_now_ms() + 20000;
+    while (count_q("SELECT count() FROM system.processes WHERE query_id LIKE 'ingest-%%-0' AND "
+                   "startsWith(query, 'INSERT INTO analytics.events ')") == 0 &&
+           th_now_ms() < deadline)
+        th_sleep_ms(50);
+    ck_assert_msg(th_now_ms() < deadline, "no streaming INSERT seen");
+    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
+    ch_signal(SIGKILL);
+    ck_assert_int_eq(ch_start(), 0);
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, 3000, 60000), 3000);
+    free(q);
+    th_sleep_ms(1000);
+    assert_counted_once(tenant, 3000);
+    ck_assert_int_eq(events_of("analytics_audit.events", tenant, true), 3000);
+    ck_assert(metric(p, "analytics_ingest_insert_failures_total") >= 1);
+    ck_assert_msg(metric(p, "analytics_ingest_messages_total{delivery=\"redelivery\"}") > 0,
+                  "the streamed events did not come back");
+    deadline = th_now_ms() + 20000;
+    while (metric(p, "analytics_ingest_acks_total") < 3000 && th_now_ms() < deadline)
+        th_sleep_ms(100);
+    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 3000);
+    ck_assert_double_eq(metric(p, "analytics_ingest_clickhouse_up"), 1);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
 /* ingest exits at the test hook; the restarted one gets the unacked
  * messages again and must not store them twice. */
 static void crash_and_recover(const char *hook, long n, const char *skipped_series)
@@ -1007,6 +1049,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_unchecked_fixture(tc, NULL, recover_stack);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_clickhouse_stopped_mid_stream_loses_nothing_and_counts_nothing_twice);
+    tcase_add_test(tc, test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_once);
     tcase_add_test(tc, test_crash_after_insert_before_ack_counts_nothing_twice);
     tcase_add_test(tc, test_crash_between_tiers_writes_the_missing_tier_once);
     tcase_add_test(tc, test_kill_9_mid_stream_and_restart_counts_every_event_once);
