@@ -1925,6 +1925,29 @@ static size_t on_stream_read(char *dst, size_t size, size_t nitems, void *ud)
     return n;
 }
 
+/* Switch ch's handle to the streaming request of s, or back (s NULL). A new
+ * connection each time: a kept-alive one that the server closed meanwhile
+ * would fail after rows were taken, which cannot be sent again. */
+static void stream_options(an_ch *ch, an_ch_stream *s)
+{
+    CURL *c = ch->curl;
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, s ? on_stream_read : NULL);
+    curl_easy_setopt(c, CURLOPT_READDATA, s);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, s ? s->headers : ch->headers);
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, s ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, s ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, s ? 0L : 1L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, s ? on_stream_progress : NULL);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+    if (s) {
+        curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_stream_prereq);
+        curl_easy_setopt(c, CURLOPT_PREREQDATA, s);
+    } else {
+        curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(c, CURLOPT_PREREQDATA, ch);
+    }
+}
+
 static void *stream_main(void *arg)
 {
     an_ch_stream *s = arg;
@@ -1934,18 +1957,7 @@ static void *stream_main(void *arg)
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_stream_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, s);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->headers);
-    /* a new connection: a kept-alive one that the server closed meanwhile
-     * would fail after rows were taken, which cannot be sent again */
-    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_stream_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
-    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_stream_prereq);
-    curl_easy_setopt(c, CURLOPT_PREREQDATA, s);
+    stream_options(ch, s);
     ch->req = &s->req;
     ch->errbuf[0] = '\0';
     CURLcode rc = curl_easy_perform(c);
@@ -1954,15 +1966,7 @@ static void *stream_main(void *arg)
     curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
     ch->stats.connects += (uint64_t)nconn;
     ch->stats.requests++;
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, NULL);
-    curl_easy_setopt(c, CURLOPT_READDATA, NULL);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, ch->headers);
-    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 0L);
-    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 0L);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, NULL);
-    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(c, CURLOPT_PREREQDATA, ch);
+    stream_options(ch, NULL);
 
     request *r = &s->req;
     an_status st = AN_OK;
