@@ -26,6 +26,15 @@ void an_buf_reset(an_buf *b)
         b->data[0] = '\0';
 }
 
+void an_buf_setlen(an_buf *b, size_t len)
+{
+    if (len > b->len)
+        abort();
+    b->len = len;
+    if (b->data)
+        b->data[len] = '\0';
+}
+
 void an_buf_grow(an_buf *b, size_t n)
 {
     if (b->len + n + 1 <= b->cap)
@@ -88,8 +97,13 @@ void an_buf_add_json_escaped(an_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     an_buf_grow(b, n);
+    size_t run = 0; /* start of the bytes not yet copied, which need no escape */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        an_buf_add(b, s + run, i - run);
+        run = i + 1;
         switch (c) {
         case '"':
             an_buf_add(b, "\\\"", 2);
@@ -112,15 +126,13 @@ void an_buf_add_json_escaped(an_buf *b, const char *s, size_t n)
         case '\f':
             an_buf_add(b, "\\f", 2);
             break;
-        default:
-            if (c < 0x20) {
-                char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                an_buf_add(b, u, 6);
-            } else {
-                an_buf_addc(b, (char)c);
-            }
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            an_buf_add(b, u, 6);
+        }
         }
     }
+    an_buf_add(b, s + run, n - run);
 }
 
 const char *an_buf_str(const an_buf *b)

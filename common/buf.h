@@ -28,6 +28,9 @@ void an_buf_init(an_buf *b);
 void an_buf_free(an_buf *b);
 /* Empty the buffer, keeping its storage. */
 void an_buf_reset(an_buf *b);
+/* Cut the buffer back to its first len bytes (len <= b->len), e.g. to drop
+ * what was appended since a mark. */
+void an_buf_setlen(an_buf *b, size_t len);
 /* Make room for n more bytes. */
 void an_buf_grow(an_buf *b, size_t n);
 void an_buf_add(an_buf *b, const void *data, size_t n);

@@ -10,6 +10,7 @@
 #include "common/ch_int.h"
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -869,6 +870,26 @@ const char *an_ch_trailing_exception(const char *b, size_t len)
     return NULL;
 }
 
+/* The error of a non-200 answer: its exception text, else its HTTP status. */
+static an_status response_error(an_ch *ch, const request *r, an_error *err)
+{
+    int code = 0;
+    an_status st;
+    if (an_ch_looks_like_exception(r->errbody.data ? r->errbody.data : "", r->errbody.len))
+        st = an_ch_exception_to_error(r->errbody.data, r->errbody.len, &code, err);
+    else
+        st = http_status_error(r->http, err, an_buf_str(&r->errbody));
+    ch->last_code = code;
+    return st;
+}
+
+static void count_connects(an_ch *ch)
+{
+    long n = 0;
+    curl_easy_getinfo(ch->curl, CURLINFO_NUM_CONNECTS, &n);
+    ch->stats.connects += (uint64_t)n;
+}
+
 /*
  * Run one request with the retry rule of ch.h. method_get: GET, else POST
  * body/len. retry_after_send: the request may be repeated when the
@@ -896,9 +917,7 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
         an_buf_reset(&r->errbody);
         ch->errbuf[0] = '\0';
         rc = curl_easy_perform(c);
-        long nconn = 0;
-        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
-        ch->stats.connects += (uint64_t)nconn;
+        count_connects(ch);
         if (rc == CURLE_OK)
             break;
         const char *why = ch->errbuf[0] ? ch->errbuf : curl_easy_strerror(rc);
@@ -951,17 +970,7 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
     ch->stats.requests++;
     if (!r->http) /* no body: the write callback never ran */
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->http);
-    if (r->http != 200) {
-        int code = 0;
-        an_status st;
-        if (an_ch_looks_like_exception(r->errbody.data ? r->errbody.data : "", r->errbody.len))
-            st = an_ch_exception_to_error(r->errbody.data, r->errbody.len, &code, err);
-        else
-            st = http_status_error(r->http, err, an_buf_str(&r->errbody));
-        ch->last_code = code;
-        return st;
-    }
-    return AN_OK;
+    return r->http != 200 ? response_error(ch, r, err) : AN_OK;
 }
 
 /* Base URL + "/?" + database and settings parameters, into ch->url. */
@@ -1628,21 +1637,6 @@ void an_ch_batch_add_datetime(an_ch_batch *b, int64_t unix_seconds)
         put_le(&b->data, (uint64_t)unix_seconds, 4);
 }
 
-/* Civil date of a day number (Howard Hinnant's algorithm). */
-static void civil_from_days(int64_t z, int *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t yy = (int64_t)yoe + era * 400;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int)(yy + (*m <= 2));
-}
-
 void an_ch_batch_add_date(an_ch_batch *b, int64_t unix_seconds)
 {
     int t = next_field(b, true);
@@ -1659,10 +1653,10 @@ void an_ch_batch_add_date(an_ch_batch *b, int64_t unix_seconds)
         return;
     }
     if (b->format == AN_CH_FORMAT_TSV) {
-        int y;
-        unsigned m, d;
-        civil_from_days(days, &y, &m, &d);
-        an_buf_addf(&b->data, "%04d-%02u-%02u", y, m, d);
+        int64_t y;
+        int m, d;
+        an_time_civil_from_days(days, &y, &m, &d);
+        an_buf_addf(&b->data, "%04d-%02d-%02d", (int)y, m, d);
     } else {
         put_le(&b->data, (uint64_t)days, 2);
     }
@@ -1701,9 +1695,7 @@ an_status an_ch_batch_end_row(an_ch_batch *b, an_error *err)
     if (!b->bad && b->col != b->ncols)
         mark_bad(b, "row has %zu fields, the batch has %zu columns", b->col, b->ncols);
     if (b->bad) {
-        b->data.len = b->row_start;
-        if (b->data.data)
-            b->data.data[b->data.len] = '\0';
+        an_buf_setlen(&b->data, b->row_start);
         b->col = 0;
         b->bad = false;
         return an_error_set(err, AN_INVALID_ARGUMENT, "batch row dropped: %s", b->bad_msg);
@@ -1962,9 +1954,7 @@ static void *stream_main(void *arg)
     ch->errbuf[0] = '\0';
     CURLcode rc = curl_easy_perform(c);
     ch->req = NULL;
-    long nconn = 0;
-    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
-    ch->stats.connects += (uint64_t)nconn;
+    count_connects(ch);
     ch->stats.requests++;
     stream_options(ch, NULL);
 
@@ -1974,12 +1964,7 @@ static void *stream_main(void *arg)
     if (!r->http)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->http);
     if (r->http && r->http != 200) {
-        int code = 0;
-        if (an_ch_looks_like_exception(r->errbody.data ? r->errbody.data : "", r->errbody.len))
-            st = an_ch_exception_to_error(r->errbody.data, r->errbody.len, &code, &err);
-        else
-            st = http_status_error(r->http, &err, an_buf_str(&r->errbody));
-        ch->last_code = code;
+        st = response_error(ch, r, &err);
     } else if (rc != CURLE_OK) {
         const char *why = ch->errbuf[0] ? ch->errbuf : curl_easy_strerror(rc);
         st = s->aborting ? an_error_set(&err, AN_UNAVAILABLE, "clickhouse: insert abandoned")
@@ -2032,7 +2017,7 @@ an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *se
     s->ch = ch;
     s->req.mode = BODY_DISCARD;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    an_time_cond_init_mono(&s->cv);
     for (struct curl_slist *h = ch->headers; h; h = h->next)
         s->headers = add_header(s->headers, "%s", h->data);
     s->headers = add_header(s->headers, "%s", "Transfer-Encoding: chunked");
@@ -2062,17 +2047,10 @@ an_status an_ch_stream_send(an_ch_stream *s, an_ch_batch *b, int timeout_ms, an_
     if (b->bad || b->col != 0)
         return an_error_set(err, AN_INTERNAL, "streaming insert: a row of %s is half built",
                             b->table);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    int64_t until = an_time_mono_ms() + timeout_ms;
     pthread_mutex_lock(&s->mu);
     while (s->pending.len && !s->done)
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+        if (an_time_cond_wait_until(&s->cv, &s->mu, until) == ETIMEDOUT)
             break;
     an_status st = AN_OK;
     if (s->done) {

@@ -424,9 +424,7 @@ an_status an_chart_png(const an_chart *c, int width, int height, an_buf *out, an
         cs = cairo_surface_write_to_png_stream(sf, write_png, out);
     cairo_surface_destroy(sf);
     if (cs != CAIRO_STATUS_SUCCESS) {
-        out->len = before;
-        if (out->data)
-            out->data[before] = 0;
+        an_buf_setlen(out, before);
         return an_error_set(err, AN_INTERNAL, "cairo: %s", cairo_status_to_string(cs));
     }
     return AN_OK;

@@ -145,9 +145,7 @@ an_status an_crypto_b64url_decode(const char *s, size_t len, an_buf *out, an_err
     for (size_t i = 0; i < len; i++) {
         int v = b64url_value((unsigned char)s[i]);
         if (v < 0) {
-            out->len = start;
-            if (out->data)
-                out->data[start] = '\0';
+            an_buf_setlen(out, start);
             return an_error_set(err, AN_INVALID_ARGUMENT,
                                 "base64url: invalid character at offset %zu", i);
         }
@@ -160,8 +158,7 @@ an_status an_crypto_b64url_decode(const char *s, size_t len, an_buf *out, an_err
     }
     /* The 2 or 4 bits left over must be zero, else two texts decode alike. */
     if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-        out->len = start;
-        out->data[start] = '\0';
+        an_buf_setlen(out, start);
         return an_error_set(err, AN_INVALID_ARGUMENT, "base64url: non-canonical last character");
     }
     return AN_OK;

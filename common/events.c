@@ -1,4 +1,5 @@
 #include "common/events.h"
+#include "common/timeutil.h"
 
 #include "common/log.h"
 
@@ -250,15 +251,6 @@ static bool token_ok(const char *s)
     return true;
 }
 
-static void format_ms(char *out, size_t n, int64_t unix_ms)
-{
-    time_t secs = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
-}
-
 an_status an_events_publish(an_events *ev, const an_event *e, an_events_ack *ack, an_error *err)
 {
     if (!token_ok(e->aggregate))
@@ -269,14 +261,11 @@ an_status an_events_publish(an_events *ev, const an_event *e, an_events_ack *ack
                               "event name must match [a-z0-9_-]+");
     if (!e->id || !*e->id)
         return an_error_field(err, AN_INVALID_ARGUMENT, "id", "an event needs an idempotency key");
-    int64_t at = e->occurred_at_ms;
-    if (at <= 0) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        at = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    }
-    char ts[96], type[160], subject[192];
-    format_ms(ts, sizeof(ts), at);
+    int64_t at = e->occurred_at_ms > 0 ? e->occurred_at_ms : an_time_now_ms();
+    char ts[AN_TIME_ISO_LEN], type[160], subject[192];
+    if (an_time_format_iso(at, ts, NULL) != AN_OK)
+        return an_error_field(err, AN_INVALID_ARGUMENT, "occurred_at_ms",
+                              "event time %lld is outside the years 0000-9999", (long long)at);
     snprintf(type, sizeof(type), "%s.%s", e->aggregate, e->name);
     snprintf(subject, sizeof(subject), "analytics.%s.%s.v1", e->aggregate, e->name);
 

@@ -313,11 +313,8 @@ an_status an_http_query_param(const an_http_request *req, const char *key, an_bu
         if (url_decode(q, klen, &k) == AN_OK && strcmp(an_buf_str(&k), key) == 0) {
             size_t keep = out->len;
             st = eq ? url_decode(eq + 1, len - klen - 1, out) : AN_OK;
-            if (st != AN_OK) {
-                out->len = keep;
-                if (out->data)
-                    out->data[keep] = '\0';
-            }
+            if (st != AN_OK)
+                an_buf_setlen(out, keep);
             break;
         }
         q += len;

@@ -1,10 +1,11 @@
 #include "common/lease.h"
+#include "common/crypto.h"
+#include "common/timeutil.h"
 
 #include "common/redis.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,13 +26,6 @@ static const an_redis_script release_script = {
     "return 0\n",
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The latest local time at which we may still believe we hold it, for a
  * TTL that Redis started no earlier than sent_ms. */
 static int64_t deadline(int64_t sent_ms, int ttl_ms)
@@ -42,8 +36,8 @@ static int64_t deadline(int64_t sent_ms, int ttl_ms)
 static void new_token(char *dst, size_t n)
 {
     unsigned char rnd[16];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        /* never happens on Linux >= 3.17 for 16 bytes; still be unique */
+    if (an_crypto_random(rnd, sizeof(rnd), NULL) != AN_OK) {
+        /* not expected from OpenSSL's CSPRNG; still be unique */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         memcpy(rnd, &ts, sizeof(ts) < sizeof(rnd) ? sizeof(ts) : sizeof(rnd));
@@ -52,8 +46,7 @@ static void new_token(char *dst, size_t n)
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     char hex[33];
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    an_crypto_hex(rnd, sizeof(rnd), hex);
     snprintf(dst, n, "%s:%d:%s", host, (int)getpid(), hex);
 }
 
@@ -83,7 +76,7 @@ an_status an_lease_acquire(redisContext *c, an_lease *l, const char *key, int tt
     snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
     const char *argv[] = {"SET", l->key, l->token, "NX", "PX", ttl};
     redisReply *r;
-    int64_t sent = now_ms();
+    int64_t sent = an_time_mono_ms();
     s = an_redis_argv(c, 6, argv, NULL, &r, err);
     if (s != AN_OK)
         return s;
@@ -103,7 +96,7 @@ an_status an_lease_renew(redisContext *c, an_lease *l, an_error *err)
     snprintf(ttl, sizeof(ttl), "%d", l->ttl_ms);
     const char *args[] = {l->key, l->token, ttl};
     redisReply *r;
-    int64_t sent = now_ms();
+    int64_t sent = an_time_mono_ms();
     an_status s = an_redis_eval(c, &renew_script, 1, 3, args, NULL, &r, err);
     if (s != AN_OK)
         return s; /* unknown outcome: keep the old local deadline */
@@ -141,7 +134,7 @@ int64_t an_lease_remaining_ms(const an_lease *l)
 {
     if (!l || l->valid_until_ms == 0)
         return 0;
-    int64_t left = l->valid_until_ms - now_ms();
+    int64_t left = l->valid_until_ms - an_time_mono_ms();
     return left > 0 ? left : 0;
 }
 

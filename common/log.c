@@ -1,4 +1,5 @@
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #include "common/buf.h"
 
@@ -68,13 +69,8 @@ void an_log_ctx(an_log_level level, const char *tenant, const char *correlation_
 {
     if (level < min_level)
         return;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[96];
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    char ts[AN_TIME_ISO_LEN];
+    an_time_format_iso(an_time_now_ms(), ts, NULL);
 
     an_buf msg = AN_BUF_INIT;
     va_list ap;

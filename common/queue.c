@@ -1,4 +1,5 @@
 #include "common/queue.h"
+#include "common/timeutil.h"
 
 #include "common/log.h"
 #include "common/redis.h"
@@ -33,7 +34,7 @@ struct an_queue {
     "  for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end\n"                         \
     "  return nil\n"                                                                               \
     "end\n"                                                                                        \
-    "local function now_ms()\n"                                                                    \
+    "local function an_time_mono_ms()\n"                                                           \
     "  local t = redis.call('TIME')\n"                                                             \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                         \
     "end\n"                                                                                        \
@@ -63,7 +64,7 @@ struct an_queue {
     "  d[#d + 1] = 'reason'; d[#d + 1] = reason\n"                                                 \
     "  d[#d + 1] = 'entry'; d[#d + 1] = entry\n"                                                   \
     "  d[#d + 1] = 'consumer'; d[#d + 1] = consumer\n"                                             \
-    "  d[#d + 1] = 'failed_at'; d[#d + 1] = tostring(now_ms())\n"                                  \
+    "  d[#d + 1] = 'failed_at'; d[#d + 1] = tostring(an_time_mono_ms())\n"                         \
     "  redis.call('XADD', dead, '*', unpack(d))\n"                                                 \
     "  done(stream, group, entry)\n"                                                               \
     "end\n"                                                                                        \
@@ -82,7 +83,7 @@ struct an_queue {
 static const an_redis_script take_script = {
     "queue_take",
     LUA_PRELUDE
-    "local now = now_ms()\n"
+    "local now = an_time_mono_ms()\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)\n"
     "for _, m in ipairs(due) do\n"
     "  redis.call('XADD', KEYS[1], '*', unpack(cmsgpack.unpack(m)))\n"
@@ -145,7 +146,7 @@ static const an_redis_script fail_script = {
                 "  delay = math.floor(delay * (1 - tonumber(ARGV[8]) * tonumber(ARGV[9])))\n"
                 "  local out = carry(f, ARGV[3], attempt)\n"
                 "  out[#out + 1] = 'last_error'; out[#out + 1] = ARGV[4]\n"
-                "  redis.call('ZADD', KEYS[2], now_ms() + delay, cmsgpack.pack(out))\n"
+                "  redis.call('ZADD', KEYS[2], an_time_mono_ms() + delay, cmsgpack.pack(out))\n"
                 "  done(KEYS[1], ARGV[1], ARGV[3])\n"
                 "  return {'retry', delay, attempt}\n"
                 "end\n"
@@ -207,13 +208,6 @@ static const an_redis_script stats_script = {
 };
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *xstrdup(const char *s)
 {
@@ -381,7 +375,7 @@ an_status an_queue_open(an_queue **out, const char *redis_url, const char *name,
     q->dead = xprintf("%s:%s:dead", o.prefix, name);
     q->group = xstrdup(name);
     if (getrandom(&q->rng, sizeof(q->rng), 0) != (ssize_t)sizeof(q->rng))
-        q->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+        q->rng = (uint64_t)an_time_mono_ms() ^ ((uint64_t)getpid() << 32);
     if (o.consumer) {
         q->consumer = xstrdup(o.consumer);
     } else {
@@ -425,11 +419,6 @@ void an_queue_close(an_queue *q)
     free(q->group);
     free(q->consumer);
     free(q);
-}
-
-const char *an_queue_consumer(const an_queue *q)
-{
-    return q->consumer;
 }
 
 void an_queue_job_free(an_queue_job *job)
@@ -626,7 +615,7 @@ an_status an_queue_take(an_queue *q, int block_ms, an_queue_job **out, an_error 
     *out = NULL;
     if (block_ms < 0)
         block_ms = 0;
-    int64_t deadline = now_ms() + block_ms;
+    int64_t deadline = an_time_mono_ms() + block_ms;
     int regroup = 0;
     for (;;) {
         an_status s = connect_q(q, err);
@@ -635,7 +624,7 @@ an_status an_queue_take(an_queue *q, int block_ms, an_queue_job **out, an_error 
         int64_t next_due = -1;
         s = take_stuck(q, out, &next_due, err);
         if (s == AN_OK && !*out) {
-            int64_t wait = deadline - now_ms();
+            int64_t wait = deadline - an_time_mono_ms();
             if (wait < 0)
                 wait = 0;
             if (next_due >= 0 && next_due < wait)
@@ -651,7 +640,7 @@ an_status an_queue_take(an_queue *q, int block_ms, an_queue_job **out, an_error 
                 return s;
             continue;
         }
-        if (s != AN_OK || *out || now_ms() >= deadline)
+        if (s != AN_OK || *out || an_time_mono_ms() >= deadline)
             return s;
     }
 }

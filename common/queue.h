@@ -125,9 +125,6 @@ an_status an_queue_open(an_queue **out, const char *redis_url, const char *name,
  * use an_queue_release() to hand them back sooner. */
 void an_queue_close(an_queue *q);
 
-/* This handle's consumer name. */
-const char *an_queue_consumer(const an_queue *q);
-
 /* Add a job. payload: len opaque bytes (may be 0). meta may be NULL. When
  * job_id is not NULL, *job_id receives the job's stable id (meta->job_id or
  * the new entry id); the caller frees it. */

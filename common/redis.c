@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -312,14 +313,35 @@ an_status an_redis_ensure(redisContext **c, const char *url, int timeout_ms, an_
 
 /* ---- scripts ---------------------------------------------------------- */
 
-static void sha1_hex(const char *s, char hex[41])
+/* SHA-1 of a script's source, hex: computed once per script (scripts are
+ * static; their source pointer identifies them). */
+#define SHA_CACHE 32
+static pthread_mutex_t sha_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    const char *source;
+    char hex[41];
+} sha_cache[SHA_CACHE];
+
+static void script_sha(const char *source, char hex[41])
 {
+    pthread_mutex_lock(&sha_lock);
+    int i = 0;
+    while (i < SHA_CACHE && sha_cache[i].source && sha_cache[i].source != source)
+        i++;
+    if (i < SHA_CACHE && sha_cache[i].source == source) {
+        memcpy(hex, sha_cache[i].hex, 41);
+        pthread_mutex_unlock(&sha_lock);
+        return;
+    }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL);
-    for (unsigned i = 0; i < n && i < 20; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    hex[40] = '\0';
+    EVP_Digest(source, strlen(source), md, &n, EVP_sha1(), NULL);
+    an_crypto_hex(md, 20, hex);
+    if (i < SHA_CACHE) {
+        sha_cache[i].source = source;
+        memcpy(sha_cache[i].hex, hex, 41);
+    }
+    pthread_mutex_unlock(&sha_lock);
 }
 
 an_status an_redis_eval(redisContext *c, const an_redis_script *s, int nkeys, int nargs,
@@ -339,7 +361,7 @@ an_status an_redis_eval(redisContext *c, const an_redis_script *s, int nkeys, in
         return an_error_set(err, AN_INTERNAL, "out of memory");
     }
     char sha[41], nk[16];
-    sha1_hex(s->source, sha);
+    script_sha(s->source, sha);
     snprintf(nk, sizeof(nk), "%d", nkeys);
     argv[0] = "EVALSHA";
     argv[1] = sha;

@@ -307,8 +307,6 @@ static void reply_unrun(an_service *svc, an_ep *ep, const char *reply, const cha
                         an_status st, const an_error *err, int64_t dur_ns)
 {
     an_svc_ops_observe(ep, st, dur_ns);
-    if (svc->observer)
-        svc->observer(svc->observer_ud, ep->def->name, st, dur_ns);
     if (reply && *reply)
         publish_reply(svc, reply, correlation_id, st, NULL, err);
     log_outcome(ep, NULL, correlation_id, st, err, dur_ns);
@@ -469,8 +467,6 @@ static void run_job(an_service *svc, an_job *j)
     pthread_mutex_unlock(&svc->mu);
     if (mine) {
         an_svc_ops_observe(ep, st, dur);
-        if (svc->observer)
-            svc->observer(svc->observer_ud, ep->def->name, st, dur);
         const char *reply = natsMsg_GetReply(j->msg);
         if (reply && *reply)
             publish_reply(svc, reply, j->correlation_id, st, data, &err);
@@ -1001,18 +997,13 @@ static an_status service_start(an_service *svc, bool *init_done, an_error *err)
     return an_svc_ops_start(svc, err);
 }
 
-/* Wait for SIGTERM/SIGINT (blocked in every thread, see below) or
- * an_service_stop(). */
-static void wait_for_stop(an_service *svc, const sigset_t *set)
+/* Wait for SIGTERM/SIGINT (blocked in every thread, see below). */
+static void wait_for_stop(const sigset_t *set)
 {
-    while (!atomic_load(&svc->stop_requested)) {
-        struct timespec ts = {0, 200 * 1000000L};
-        int sig = sigtimedwait(set, NULL, &ts);
-        if (sig > 0) {
-            an_info("got %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            return;
-        }
-    }
+    int sig;
+    while ((sig = sigwaitinfo(set, NULL)) < 0)
+        ; /* EINTR */
+    an_info("got %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 int an_service_main(const an_service_def *def, int argc, char **argv)
@@ -1069,7 +1060,7 @@ int an_service_main(const an_service_def *def, int argc, char **argv)
     an_info("started %s %s (id %s) on analytics.%s.*, %d workers", def->name, def->version, svc->id,
             def->name, svc->nworkers);
 
-    wait_for_stop(svc, &set);
+    wait_for_stop(&set);
     size_t stuck = drain(svc);
     an_svc_ops_stop(svc);
     if (stuck) {
@@ -1086,11 +1077,6 @@ int an_service_main(const an_service_def *def, int argc, char **argv)
     nats_CloseAndWait(2000);
     an_info("stopped");
     return 0;
-}
-
-void an_service_stop(an_service *svc)
-{
-    atomic_store(&svc->stop_requested, true);
 }
 
 /* -------------------------------------------------------------- accessors */
@@ -1157,11 +1143,6 @@ void an_request_log(const an_request *req, an_log_level level, const char *fmt, 
 
 /* ------------------------------------------------------------------ hooks */
 
-size_t an_service_endpoint_count(const an_service *svc)
-{
-    return svc->neps;
-}
-
 an_status an_service_endpoint_stats(an_service *svc, size_t i, an_endpoint_stats *out)
 {
     if (i >= svc->neps)
@@ -1180,12 +1161,6 @@ an_status an_service_endpoint_stats(an_service *svc, size_t i, an_endpoint_stats
     return AN_OK;
 }
 
-void an_service_set_observer(an_service *svc, an_request_observer_fn fn, void *ud)
-{
-    svc->observer = fn;
-    svc->observer_ud = ud;
-}
-
 an_status an_service_add_ready_check(an_service *svc, const char *name, an_ready_fn fn, void *ud)
 {
     pthread_mutex_lock(&svc->mu);
@@ -1199,50 +1174,4 @@ an_status an_service_add_ready_check(an_service *svc, const char *name, an_ready
     c->ud = ud;
     pthread_mutex_unlock(&svc->mu);
     return AN_OK;
-}
-
-static void report_item(an_buf *report, const char *name, const char *state)
-{
-    if (!report)
-        return;
-    an_buf_adds(report, report->len > 1 ? ",\"" : "\"");
-    an_buf_add_json_escaped(report, name, strlen(name));
-    an_buf_adds(report, "\":\"");
-    an_buf_add_json_escaped(report, state, strlen(state));
-    an_buf_addc(report, '"');
-}
-
-an_status an_service_ready(an_service *svc, an_buf *report)
-{
-    an_status result = AN_OK;
-    if (report)
-        an_buf_addc(report, '{');
-    bool up = svc->nc && natsConnection_Status(svc->nc) == NATS_CONN_STATUS_CONNECTED;
-    report_item(report, "nats", up ? "ok" : "unavailable: not connected");
-    if (!up)
-        result = AN_UNAVAILABLE;
-    if (atomic_load(&svc->draining)) {
-        report_item(report, "service", "unavailable: draining");
-        result = AN_UNAVAILABLE;
-    }
-    an_ready_check checks[AN_SERVICE_MAX_READY_CHECKS];
-    pthread_mutex_lock(&svc->mu);
-    size_t n = svc->nchecks;
-    memcpy(checks, svc->checks, n * sizeof(checks[0]));
-    pthread_mutex_unlock(&svc->mu);
-    for (size_t i = 0; i < n; i++) {
-        an_error err;
-        an_error_clear(&err);
-        if (checks[i].fn(checks[i].ud, &err) == AN_OK) {
-            report_item(report, checks[i].name, "ok");
-        } else {
-            char state[AN_ERROR_MSG_MAX + 16];
-            snprintf(state, sizeof(state), "unavailable: %s", err.message);
-            report_item(report, checks[i].name, state);
-            result = AN_UNAVAILABLE;
-        }
-    }
-    if (report)
-        an_buf_addc(report, '}');
-    return result;
 }

@@ -75,9 +75,8 @@
  * in nanoseconds (received to reply), and `started` (RFC 3339, UTC).
  *
  * Hooks for /metrics and /readyz (http.h, wired in an_service_main):
- * an_service_endpoint_stats() reads the counters, an_service_set_observer()
- * sees every completed request with its status and duration, and
- * an_service_add_ready_check() adds a dependency to an_service_ready().
+ * an_service_endpoint_stats() reads the counters and
+ * an_service_add_ready_check() adds a dependency to /readyz.
  */
 #ifndef AN_SERVICE_H
 #define AN_SERVICE_H
@@ -174,9 +173,6 @@ extern const an_config_var an_service_config_vars[];
  * with _exit(1)). */
 int an_service_main(const an_service_def *def, int argc, char **argv);
 
-/* Ask a running service to drain and stop, as SIGTERM does. Thread-safe. */
-void an_service_stop(an_service *svc);
-
 /* Accessors, valid for the life of the service (from init to exit). */
 const char *an_service_name(const an_service *svc);
 const char *an_service_id(const an_service *svc); /* unique per instance */
@@ -246,16 +242,8 @@ typedef struct an_endpoint_stats {
     char last_error[AN_ERROR_MSG_MAX + 16]; /* "" when none */
 } an_endpoint_stats;
 
-size_t an_service_endpoint_count(const an_service *svc);
 /* A consistent snapshot of endpoint i's counters. */
 an_status an_service_endpoint_stats(an_service *svc, size_t i, an_endpoint_stats *out);
-
-/* Called once per request that got an outcome, on the thread that replied,
- * after the counters are updated. Must be fast and thread-safe. Set it in
- * init (before requests flow). */
-typedef void (*an_request_observer_fn)(void *ud, const char *endpoint, an_status status,
-                                       int64_t duration_ns);
-void an_service_set_observer(an_service *svc, an_request_observer_fn fn, void *ud);
 
 /* A readiness check: AN_OK when the dependency is usable, else an error
  * saying why. Called from the thread that asks for readiness. */
@@ -265,11 +253,6 @@ typedef an_status (*an_ready_fn)(void *ud, an_error *err);
 
 /* Add a check (name is copied). AN_RESOURCE_EXHAUSTED past the maximum. */
 an_status an_service_add_ready_check(an_service *svc, const char *name, an_ready_fn fn, void *ud);
-
-/* Run every check. AN_OK when all pass, the NATS connection is up and the
- * service is not draining; AN_UNAVAILABLE otherwise. report (may be NULL) gets
- * a JSON object {"nats":"ok","clickhouse":"unavailable: ...",...}. */
-an_status an_service_ready(an_service *svc, an_buf *report);
 
 /* ------------------------------------------------------ operations (HTTP) */
 

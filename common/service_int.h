@@ -98,9 +98,6 @@ struct an_service {
     struct an_ch *ready_ch;           /* ClickHouse readiness probe connection */
     struct redisContext *ready_redis; /* Redis readiness probe connection */
 
-    an_request_observer_fn observer;
-    void *observer_ud;
-    atomic_bool stop_requested;
     atomic_bool draining;
 };
 

@@ -1060,9 +1060,7 @@ static void pushdown(const walker *w, size_t alias, an_buf *out)
         pushdown_emit(w, start, k, out);
     return;
 not_and_list: /* nothing is copied, not even the conjuncts seen so far */
-    out->len = mark;
-    if (out->data)
-        out->data[mark] = '\0';
+    an_buf_setlen(out, mark);
 }
 
 /* A name that defines something (alias, lambda parameter) must not be a

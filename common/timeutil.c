@@ -324,3 +324,9 @@ void an_time_cond_init_mono(pthread_cond_t *cv)
     pthread_cond_init(cv, &a);
     pthread_condattr_destroy(&a);
 }
+
+int an_time_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms)
+{
+    struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000L};
+    return pthread_cond_timedwait(cv, mu, &ts);
+}

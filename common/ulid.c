@@ -1,9 +1,9 @@
 #include "common/ulid.h"
+#include "common/crypto.h"
+#include "common/timeutil.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -12,21 +12,6 @@ static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
 static an_ulid gen_last;
 static bool gen_have_last;
-
-static an_status fill_random(unsigned char *p, size_t n, an_error *err)
-{
-    while (n > 0) {
-        ssize_t r = getrandom(p, n, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return an_error_set(err, AN_INTERNAL, "ulid: getrandom: %s", strerror(errno));
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-    return AN_OK;
-}
 
 static void put_time(an_ulid *id, int64_t ms)
 {
@@ -75,7 +60,7 @@ an_status an_ulid_next(const an_ulid *prev, int64_t now_ms, an_ulid *out, an_err
     if (!prev || now_ms > an_ulid_time_ms(prev)) {
         an_ulid id;
         put_time(&id, now_ms);
-        if ((s = fill_random(id.b + 6, 10, err)) != AN_OK)
+        if ((s = an_crypto_random(id.b + 6, 10, err)) != AN_OK)
             return s;
         *out = id;
         return AN_OK;
@@ -95,9 +80,7 @@ an_status an_ulid_next(const an_ulid *prev, int64_t now_ms, an_ulid *out, an_err
 
 an_status an_ulid_new(an_ulid *out, an_error *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = an_time_now_ms();
     pthread_mutex_lock(&gen_lock);
     an_ulid id;
     an_status s = an_ulid_next(gen_have_last ? &gen_last : NULL, now, &id, err);

@@ -4,7 +4,7 @@
  *
  *   01ARYZ6S41TSV4RRFFQ69G5FAV
  *   |--------||--------------|
- *    48-bit ms   80 random bits (CSPRNG: getrandom(2))
+ *    48-bit ms   80 random bits (CSPRNG: OpenSSL RAND_bytes, an_crypto_random)
  *    timestamp
  *
  * an_ulid_new is monotonic across the process and thread-safe: an id made

@@ -76,8 +76,7 @@ static const char *xlsx_text(xlsx_state *x, const char *s, size_t n)
     size_t chars = 0;
     for (size_t i = 0; i < x->tmp.len; i++) {
         if (((unsigned char)x->tmp.data[i] & 0xC0) != 0x80 && ++chars > XLSX_MAX_CHARS) {
-            x->tmp.len = i;
-            x->tmp.data[i] = '\0';
+            an_buf_setlen(&x->tmp, i);
             break;
         }
     }

@@ -202,9 +202,7 @@ static an_status end_row(ingest_batch *b, ingest_msg *g, ingest_tier t, an_error
  * row already): take its strings back out of the arena. */
 static void drop_msg(ingest_batch *b, size_t arena_mark)
 {
-    b->arena.len = arena_mark;
-    if (b->arena.data)
-        b->arena.data[arena_mark] = '\0';
+    an_buf_setlen(&b->arena, arena_mark);
 }
 
 an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, const ingest_event *ev,

@@ -56,8 +56,7 @@ struct ingest_pipeline {
 /* Wait on cv until the monotonic time deadline_ms (mu held). */
 static void wait_until(ingest_pipeline *p, int64_t deadline_ms)
 {
-    struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000L};
-    pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    an_time_cond_wait_until(&p->cv, &p->mu, deadline_ms);
 }
 
 /* ------------------------------------------------------------- the pool */
