@@ -126,14 +126,20 @@ static size_t seq_slot(uint64_t seq, size_t cap)
     return (size_t)(seq >> 32) & (cap - 1);
 }
 
-bool ingest_batch_has_seq(const ingest_batch *b, uint64_t seq)
+/* The first message of b with stream sequence seq, or NULL. */
+static const ingest_msg *find_seq(const ingest_batch *b, uint64_t seq)
 {
     if (!seq || !b->seqs)
-        return false;
+        return NULL;
     for (size_t h = seq_slot(seq, b->seqs_cap); b->seqs[h]; h = (h + 1) & (b->seqs_cap - 1))
         if (b->msgs[b->seqs[h] - 1].stream_seq == seq)
-            return true;
-    return false;
+            return &b->msgs[b->seqs[h] - 1];
+    return NULL;
+}
+
+bool ingest_batch_has_seq(const ingest_batch *b, uint64_t seq)
+{
+    return find_seq(b, seq) != NULL;
 }
 
 /* Remember message i by its stream sequence (kept under half full). */
@@ -301,6 +307,11 @@ an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const
 
 void ingest_batch_add_ack_only(ingest_batch *b, const ingest_msg_info *m)
 {
-    new_msg(b, m); /* no row in any tier: start == end */
+    const ingest_msg *first = find_seq(b, m->stream_seq);
+    bool streamed = first && first->streamed;
+    ingest_msg *g = new_msg(b, m); /* no row in any tier: start == end */
+    /* acked or NAKed with the copy that holds the rows: acking either copy
+     * settles the message in JetStream */
+    g->streamed = streamed;
     b->n++;
 }

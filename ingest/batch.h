@@ -119,7 +119,8 @@ an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const
 bool ingest_batch_has_seq(const ingest_batch *b, uint64_t seq);
 
 /* Keep only the ack subject of a message whose rows the batch holds already
- * (ingest_batch_has_seq): it is acked with the batch, nothing is written. */
+ * (ingest_batch_has_seq): nothing is written, and it shares the fate of the
+ * first copy (streamed: NAKed with it when the streaming INSERT failed). */
 void ingest_batch_add_ack_only(ingest_batch *b, const ingest_msg_info *m);
 
 /* Bytes the batch holds: rows of every tier, ack subjects, identities (for
