@@ -58,6 +58,7 @@
 #include "common/crypto.h"
 #include "common/timeutil.h"
 #include "common/ulid.h"
+#include "ingest/tiers.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1490,16 +1491,6 @@ static int run_json(const opts *o, gen *g)
 
 /* ---- --tsv ------------------------------------------------------------------ */
 
-static const an_ch_column hot_cols[] = {
-    {"tenant_id", AN_CH_STRING},         {"event_id", AN_CH_STRING},
-    {"event_name", AN_CH_STRING},        {"occurred_at", AN_CH_DATETIME},
-    {"occurred_ms", AN_CH_UINT16},       {"ingested_at", AN_CH_DATETIME},
-    {"actor_type", AN_CH_STRING},        {"actor_id", AN_CH_STRING},
-    {"actor_key_id", AN_CH_STRING},      {"correlation_id", AN_CH_STRING},
-    {"properties", AN_CH_STRING},        {"prop_keys", AN_CH_ARRAY_STRING},
-    {"prop_values", AN_CH_ARRAY_STRING},
-};
-
 #define MAX_LEAVES 256
 
 typedef struct flat {
@@ -1565,12 +1556,6 @@ static void flatten(flat *f, const cJSON *node, char *path, size_t plen)
         path[plen] = '\0';
     }
 }
-
-static const an_ch_column audit_cols[] = {
-    {"tenant_id", AN_CH_STRING},     {"event_id", AN_CH_STRING},      {"event_name", AN_CH_STRING},
-    {"subject", AN_CH_STRING},       {"occurred_at", AN_CH_DATETIME}, {"occurred_ms", AN_CH_UINT16},
-    {"received_at", AN_CH_DATETIME}, {"stream_seq", AN_CH_UINT64},    {"payload", AN_CH_STRING},
-};
 
 /* One analytics.events row: the data JSON as properties (not scrubbed: only
  * the shape and size matter here), its leaves flattened, the actor hashed. */

@@ -1,26 +1,10 @@
 #include "ingest/batch.h"
+#include "ingest/tiers.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Column lists: the RowBinary layout must match the tables exactly; the
- * client checks it against DESCRIBE TABLE before the first insert. */
-static const an_ch_column hot_cols[] = {
-    {"tenant_id", AN_CH_STRING},         {"event_id", AN_CH_STRING},
-    {"event_name", AN_CH_STRING},        {"occurred_at", AN_CH_DATETIME},
-    {"occurred_ms", AN_CH_UINT16},       {"ingested_at", AN_CH_DATETIME},
-    {"actor_type", AN_CH_STRING},        {"actor_id", AN_CH_STRING},
-    {"actor_key_id", AN_CH_STRING},      {"correlation_id", AN_CH_STRING},
-    {"properties", AN_CH_STRING},        {"prop_keys", AN_CH_ARRAY_STRING},
-    {"prop_values", AN_CH_ARRAY_STRING},
-};
-
-static const an_ch_column audit_cols[] = {
-    {"tenant_id", AN_CH_STRING},     {"event_id", AN_CH_STRING},      {"event_name", AN_CH_STRING},
-    {"subject", AN_CH_STRING},       {"occurred_at", AN_CH_DATETIME}, {"occurred_ms", AN_CH_UINT16},
-    {"received_at", AN_CH_DATETIME}, {"stream_seq", AN_CH_UINT64},    {"payload", AN_CH_STRING},
-};
-
+/* analytics_audit.dead_letters (the event tiers: tiers.h) */
 static const an_ch_column dead_cols[] = {
     {"received_at", AN_CH_DATETIME}, {"received_ms", AN_CH_UINT16}, {"subject", AN_CH_STRING},
     {"stream_seq", AN_CH_UINT64},    {"reason", AN_CH_STRING},      {"detail", AN_CH_STRING},
@@ -72,7 +56,6 @@ an_status ingest_batch_new(ingest_batch **out, an_error *err)
             return s;
         }
     }
-    b->stream_conn[0] = b->stream_conn[1] = -1;
     *out = b;
     return AN_OK;
 }
@@ -100,7 +83,7 @@ void ingest_batch_reset(ingest_batch *b)
     }
     for (int t = 0; t < 2; t++)
         an_ch_batch_reset(b->live[t]);
-    b->streaming = b->stream_tried = b->stream_failed = false;
+    b->stream_tried = b->stream_failed = false;
     b->n = b->events = b->dead = b->redelivered = b->streamed = 0;
     if (b->seqs)
         memset(b->seqs, 0, b->seqs_cap * sizeof(uint32_t));
@@ -197,7 +180,7 @@ static ingest_msg *new_msg(ingest_batch *b, const ingest_msg_info *m)
 /* The message's row in tier t is complete. */
 static an_status end_row(ingest_batch *b, ingest_msg *g, ingest_tier t, an_error *err)
 {
-    if (g->streamed && t != INGEST_TIER_DEAD)
+    if (g->streamed && t != INGEST_TIER_DEAD) /* (only events stream; the test bounds live[]) */
         return an_ch_batch_end_row(b->live[t], err);
     an_status s = an_ch_batch_end_row(b->rows[t], err);
     g->end[t] = (uint32_t)an_ch_batch_bytes(b->rows[t]);
@@ -217,7 +200,7 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
     size_t mark = b->arena.len;
     ingest_msg *g = new_msg(b, m);
     g->occurred_s = ev->occurred_ms / 1000;
-    g->streamed = b->streaming && !g->redelivered;
+    g->streamed = ingest_batch_streaming(b) && !g->redelivered;
     if (!g->streamed) { /* the identity, for look-ups */
         g->key_off = (uint32_t)b->arena.len;
         g->tenant_len = (uint16_t)ev->tenant_len;

@@ -78,11 +78,10 @@ typedef struct ingest_batch {
     int attempts;
     uint64_t serial; /* set by the store at the first attempt, for query ids */
     /* streaming INSERTs, kept by the store (see ingest_store_stream_open) */
-    struct an_ch_stream *stream[2];
-    int stream_conn[2];
-    bool streaming;     /* new events go to live[] */
-    bool stream_tried;  /* one attempt to open them per batch */
-    bool stream_failed; /* the streamed messages are not (all) stored: NAK them */
+    int slot;                       /* which of the store's stream connections are its own */
+    struct an_ch_stream *stream[2]; /* HOT, AUDIT; NULL when not open */
+    bool stream_tried;              /* one attempt to open them per batch */
+    bool stream_failed;             /* the streamed messages are not (all) stored: NAK them */
     /* stream sequences of the batch's messages (open addressing, index + 1) */
     uint32_t *seqs;
     size_t seqs_cap;
@@ -126,6 +125,12 @@ void ingest_batch_add_ack_only(ingest_batch *b, const ingest_msg_info *m);
 /* Bytes the batch holds: rows of every tier, ack subjects, identities (for
  * the size-based flush, which bounds ingest's memory). */
 size_t ingest_batch_bytes(const ingest_batch *b);
+
+/* New events go to live[]: the streaming INSERTs are open and working. */
+static inline bool ingest_batch_streaming(const ingest_batch *b)
+{
+    return b->stream[0] && !b->stream_failed;
+}
 
 static inline const char *ingest_msg_reply(const ingest_batch *b, const ingest_msg *m)
 {

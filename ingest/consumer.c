@@ -466,3 +466,42 @@ void ingest_consumer_nak(ingest_consumer *c, const char *reply)
 {
     send(c, reply, "-NAK");
 }
+
+/* The unsigned decimal token [s, e), or false. */
+static bool token_u64(const char *s, const char *e, uint64_t *out)
+{
+    if (s == e || e - s > 20)
+        return false;
+    uint64_t v = 0;
+    for (; s < e; s++) {
+        uint64_t d = (uint64_t)(*s - '0');
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+bool ingest_consumer_reply_meta(const char *reply, uint64_t *stream_seq, uint64_t *delivered)
+{
+    static const char prefix[] = "$JS.ACK.";
+    if (!reply || strncmp(reply, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    const char *tok[16];
+    size_t len[16], n = 0;
+    for (const char *p = reply + sizeof(prefix) - 1;;) {
+        const char *dot = strchr(p, '.');
+        const char *end = dot ? dot : p + strlen(p);
+        if (n == 16)
+            return false;
+        tok[n] = p;
+        len[n++] = (size_t)(end - p);
+        if (!dot)
+            break;
+        p = dot + 1;
+    }
+    size_t at = n == 7 ? 2 : n >= 9 ? 4 : SIZE_MAX; /* delivered count, then stream seq */
+    return at != SIZE_MAX && token_u64(tok[at], tok[at] + len[at], delivered) &&
+           token_u64(tok[at + 1], tok[at + 1] + len[at + 1], stream_seq);
+}

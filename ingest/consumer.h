@@ -75,6 +75,13 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
 
 /* Send "+ACK", "+WPI" (work in progress: restart the ack wait) or "-NAK"
  * (redeliver now) for a message given its ack subject. Fire and forget. */
+/* Stream sequence and delivery count from a message's JetStream ack
+ * subject, without allocating (nats.c's natsMsg_GetMetaData copies every
+ * token): "$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer
+ * seq>.<time>.<pending>", or the form with domain and account hash in
+ * front (12 tokens or more). False when reply has neither form. */
+bool ingest_consumer_reply_meta(const char *reply, uint64_t *stream_seq, uint64_t *delivered);
+
 void ingest_consumer_ack(ingest_consumer *c, const char *reply);
 void ingest_consumer_progress(ingest_consumer *c, const char *reply);
 void ingest_consumer_nak(ingest_consumer *c, const char *reply);

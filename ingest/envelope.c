@@ -494,7 +494,7 @@ static void leaf_out(ingest_parser *p, size_t off, size_t n)
 static void emit_string(ingest_parser *p, const char *v, size_t n, bool record)
 {
     an_buf_reset(&p->tmp);
-    size_t m = ingest_pii_mask(v, n, &p->tmp);
+    size_t m = ingest_pii_mask(v, n, &p->tmp); /* writes only when it masks */
     if (m) {
         p->masked += m;
         v = p->tmp.data;

@@ -374,10 +374,8 @@ size_t ingest_pii_mask(const char *s, size_t len, an_buf *out)
     size_t i = 0;
     while (i < len && !(cl(s, i) & C_TRIGGER))
         i++;
-    if (i == len) {
-        an_buf_add(out, s, len);
+    if (i == len)
         return 0;
-    }
     size_t masks = 0, copied = 0;
     i = 0;
     while (i < len) {
@@ -410,7 +408,8 @@ size_t ingest_pii_mask(const char *s, size_t len, an_buf *out)
             i++;
         }
     }
-    an_buf_add(out, s + copied, len - copied);
+    if (masks) /* else nothing was appended: s needs no change */
+        an_buf_add(out, s + copied, len - copied);
     return masks;
 }
 

@@ -63,7 +63,8 @@ size_t ingest_pii_rules_count(const ingest_pii_rules *r);
 ingest_pii_action ingest_pii_key_action(const ingest_pii_rules *r, const char *key, size_t len);
 
 /* Append s to out with every PII-looking part replaced by its mask. Returns
- * the number of parts masked (0: out got s unchanged). */
+ * the number of parts masked; 0 (s needs no change): nothing is appended,
+ * so the common case copies nothing. */
 size_t ingest_pii_mask(const char *s, size_t len, an_buf *out);
 
 /* True when s contains anything ingest_pii_mask would mask. */

@@ -14,7 +14,7 @@
 /* Batches: one filling while the other is written. A third would only
  * buffer jitter; the memory is better spent on larger batches, which cost
  * ClickHouse less per row (fewer parts to write and merge). */
-#define POOL 2
+#define POOL INGEST_STORE_STREAM_SLOTS
 
 /* Rows handed to a streaming INSERT at a time (per tier). */
 #define STREAM_CHUNK ((size_t)1 << 20)
@@ -144,7 +144,8 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
     if (!info.raw)
         info.raw = "";
     jsMsgMetaData *meta = NULL;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    if (!ingest_consumer_reply_meta(info.reply, &info.stream_seq, &info.delivered) &&
+        natsMsg_GetMetaData(&meta, msg) == NATS_OK) { /* a form not known here */
         info.stream_seq = meta->Sequence.Stream;
         info.delivered = meta->NumDelivered;
         jsMsgMetaData_Destroy(meta);
@@ -253,12 +254,10 @@ static void release_parked(ingest_pipeline *p, ingest_batch *b)
  * the INSERTs are given up and their messages will be NAKed. */
 static void stream_send(ingest_pipeline *p, ingest_batch *b, size_t min_bytes)
 {
-    if (!b->streaming)
-        return;
     int64_t start = an_time_mono_ms(), limit = p->o.ack_wait_ms / 3;
-    for (;;) {
+    while (ingest_batch_streaming(b)) {
         an_error err;
-        an_status s = ingest_store_stream_send(p->store, b, min_bytes, 200, &err);
+        an_status s = ingest_store_stream_send(b, min_bytes, 200, &err);
         if (s == AN_OK)
             return;
         if (s != AN_RESOURCE_EXHAUSTED) {
@@ -266,18 +265,13 @@ static void stream_send(ingest_pipeline *p, ingest_batch *b, size_t min_bytes)
                     b->streamed, err.message);
             return;
         }
-        if (an_time_mono_ms() - start >= limit) {
-            an_warn("ClickHouse took no rows for %lld ms: giving up the streaming insert of %zu "
-                    "messages (they go back to JetStream)",
-                    (long long)limit, b->streamed);
-            b->streaming = false;
-            b->stream_failed = true;
-            return;
-        }
-        if (is_stopping(p) && an_time_mono_ms() - start >= 1000) {
-            b->streaming = false;
-            b->stream_failed = true;
-            return;
+        int64_t waited = an_time_mono_ms() - start;
+        if (waited >= limit || (is_stopping(p) && waited >= 1000)) {
+            if (waited >= limit)
+                an_warn("ClickHouse took no rows for %lld ms: giving up the streaming insert of "
+                        "%zu messages (they go back to JetStream)",
+                        (long long)limit, b->streamed);
+            ingest_store_stream_give_up(b);
         }
     }
 }
@@ -374,6 +368,18 @@ static void *fetcher_main(void *arg)
 
 /* ----------------------------------------------------------- the writer */
 
+/* A write to ClickHouse failed: metrics, readiness, the error for /readyz. */
+static void note_write_failure(ingest_pipeline *p, const char *message)
+{
+    an_prom_counter_inc(p->m->insert_failures);
+    an_prom_gauge_set(p->m->clickhouse_up, 0);
+    int64_t none = 0;
+    atomic_compare_exchange_strong(&p->writes_failing, &none, an_time_mono_ms());
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->write_error, sizeof(p->write_error), "%s", message);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* End b's streaming INSERTs; when they failed, their messages are NAKed
  * with the batch (the rows are not kept here) and come back redelivered. */
 static void close_streams(ingest_pipeline *p, ingest_batch *b)
@@ -386,13 +392,7 @@ static void close_streams(ingest_pipeline *p, ingest_batch *b)
         }
         return;
     }
-    an_prom_counter_inc(p->m->insert_failures);
-    an_prom_gauge_set(p->m->clickhouse_up, 0);
-    int64_t none = 0;
-    atomic_compare_exchange_strong(&p->writes_failing, &none, an_time_mono_ms());
-    pthread_mutex_lock(&p->mu);
-    snprintf(p->write_error, sizeof(p->write_error), "%s", err.message);
-    pthread_mutex_unlock(&p->mu);
+    note_write_failure(p, err.message);
     an_warn("streaming insert of %zu events failed; they go back to JetStream (NAK) and will "
             "be looked up when redelivered: %s",
             b->streamed, err.message);
@@ -432,13 +432,13 @@ static bool write_batch(ingest_pipeline *p, ingest_batch *b)
                 an_prom_counter_add(p->m->skipped[t], (double)rep.skipped[t]);
         }
         if (st == AN_OK) {
-            if (!b->stream_failed)
+            if (!b->stream_failed) { /* the whole batch is stored */
                 atomic_store(&p->writes_failing, 0);
+                an_prom_gauge_set(p->m->clickhouse_up, 1);
+            }
             an_debug("wrote %zu messages: audit %lld ms, hot %lld ms, dead letters %lld ms", b->n,
                      (long long)rep.ms[INGEST_TIER_AUDIT], (long long)rep.ms[INGEST_TIER_HOT],
                      (long long)rep.ms[INGEST_TIER_DEAD]);
-            if (!b->stream_failed)
-                an_prom_gauge_set(p->m->clickhouse_up, 1);
             if (b->attempts > 1)
                 an_info("batch of %zu messages written after %d attempts (%lld ms)", b->n,
                         b->attempts, (long long)(an_time_mono_ms() - start));
@@ -449,14 +449,8 @@ static bool write_batch(ingest_pipeline *p, ingest_batch *b)
                         skipped);
             return true;
         }
-        an_prom_counter_inc(p->m->insert_failures);
-        an_prom_gauge_set(p->m->clickhouse_up, 0);
+        note_write_failure(p, err.message);
         int64_t now = an_time_mono_ms();
-        int64_t none = 0;
-        atomic_compare_exchange_strong(&p->writes_failing, &none, now);
-        pthread_mutex_lock(&p->mu);
-        snprintf(p->write_error, sizeof(p->write_error), "%s", err.message);
-        pthread_mutex_unlock(&p->mu);
         if (now - last_log >= 10000 || b->attempts == 1) {
             an_warn("writing %s failed (attempt %d for a batch of %zu messages, retrying in %lld "
                     "ms; the messages stay unacked): %s",
@@ -626,8 +620,10 @@ an_status ingest_pipeline_start(const ingest_pipeline_options *o, ingest_pipelin
         s = ingest_store_new(&o->store, &p->store, err);
     for (int i = 0; s == AN_OK && i < POOL; i++) {
         s = ingest_batch_new(&p->pool[i], err);
-        if (s == AN_OK)
+        if (s == AN_OK) {
+            p->pool[i]->slot = i; /* its own stream connections in the store */
             p->free_list[p->nfree++] = p->pool[i];
+        }
     }
     if (s != AN_OK) {
         free_pipeline(p);

@@ -14,7 +14,6 @@
 
 #define LOOKUP_CHUNK 500  /* messages per look-up query (keeps the SQL < 64 KiB) */
 #define HASH_SLOTS   1024 /* > 2 * LOOKUP_CHUNK, power of two */
-#define STREAM_CONNS 4    /* two batches (one filling, one closing) x two tiers */
 
 /* One ClickHouse connection and the scratch of the writes made on it. */
 typedef struct conn {
@@ -41,8 +40,7 @@ typedef struct job {
 
 struct ingest_store {
     conn main, side;
-    conn streams[STREAM_CONNS];
-    bool stream_busy[STREAM_CONNS]; /* under mu */
+    conn streams[2 * INGEST_STORE_STREAM_SLOTS]; /* slot s: hot 2s, audit 2s + 1 */
     char *instance;
     _Atomic uint64_t serial;
     bool crash_between_tiers;
@@ -122,8 +120,8 @@ an_status ingest_store_new(const ingest_store_options *o, ingest_store **out, an
     st->instance = strdup(o->instance && *o->instance ? o->instance : "x");
     if (!st->instance)
         abort();
-    conn *all[2 + STREAM_CONNS] = {&st->main, &st->side};
-    for (int i = 0; i < STREAM_CONNS; i++)
+    conn *all[2 + 2 * INGEST_STORE_STREAM_SLOTS] = {&st->main, &st->side};
+    for (int i = 0; i < 2 * INGEST_STORE_STREAM_SLOTS; i++)
         all[2 + i] = &st->streams[i];
     an_status s = AN_OK;
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -159,17 +157,12 @@ void ingest_store_free(ingest_store *st)
     }
     conn_close(&st->main);
     conn_close(&st->side);
-    for (int i = 0; i < STREAM_CONNS; i++)
+    for (int i = 0; i < 2 * INGEST_STORE_STREAM_SLOTS; i++)
         conn_close(&st->streams[i]);
     free(st->instance);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
     free(st);
-}
-
-an_status ingest_store_ping(ingest_store *st, an_error *err)
-{
-    return an_ch_ping(st->main.ch, err);
 }
 
 /* ------------------------------------------------------------- look-ups */
@@ -492,13 +485,30 @@ static an_status write_one(conn *c, ingest_batch *b, ingest_tier t, ingest_write
     return AN_OK;
 }
 
+/* The batch's number in query ids, once (the fetcher's thread or the writer's). */
+static void assign_serial(ingest_store *st, ingest_batch *b)
+{
+    if (!b->serial)
+        b->serial = atomic_fetch_add(&st->serial, 1) + 1;
+}
+
+/* Testing only (ANALYTICS_INGEST_TEST_CRASH=between_tiers): die once the
+ * audit tier is written. */
+static void crash_hook(const ingest_store *st, ingest_tier written)
+{
+    if (!st->crash_between_tiers)
+        return;
+    an_errorf("ANALYTICS_INGEST_TEST_CRASH=between_tiers: exiting after writing %s",
+              ingest_tier_table(written));
+    _exit(70);
+}
+
 an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_report *rep,
                              an_error *err)
 {
     memset(rep, 0, sizeof(*rep));
     b->attempts++;
-    if (!b->serial)
-        b->serial = atomic_fetch_add(&st->serial, 1) + 1;
+    assign_serial(st, b);
     bool hot = !b->written[INGEST_TIER_HOT] && an_ch_batch_rows(b->rows[INGEST_TIER_HOT]);
     bool audit = !b->written[INGEST_TIER_AUDIT] && an_ch_batch_rows(b->rows[INGEST_TIER_AUDIT]);
     job j = {.b = b, .t = INGEST_TIER_HOT};
@@ -521,11 +531,8 @@ an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_rep
             continue;
         }
         s = write_one(&st->main, b, t, rep, err);
-        if (s == AN_OK && st->crash_between_tiers) {
-            an_errorf("ANALYTICS_INGEST_TEST_CRASH=between_tiers: exiting after writing %s",
-                      ingest_tier_table(t));
-            _exit(70);
-        }
+        if (s == AN_OK)
+            crash_hook(st, t);
     }
     if (side) {
         pthread_mutex_lock(&st->mu);
@@ -553,37 +560,26 @@ an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_rep
 
 /* ------------------------------------------------------------ streaming */
 
-static void stream_release(ingest_store *st, ingest_batch *b, int t)
-{
-    pthread_mutex_lock(&st->mu);
-    st->stream_busy[b->stream_conn[t]] = false;
-    pthread_mutex_unlock(&st->mu);
-    b->stream_conn[t] = -1;
-    b->stream[t] = NULL;
-}
-
-/* End both INSERTs (abandon: break them off); the first error wins. */
+/* End b's open INSERTs (abandon: break them off), audit first; the first
+ * error wins. */
 static an_status stream_end(ingest_store *st, ingest_batch *b, bool abandon, an_error *err)
 {
     an_status s = AN_OK;
     static const ingest_tier order[] = {INGEST_TIER_AUDIT, INGEST_TIER_HOT};
     for (int i = 0; i < 2; i++) {
-        int t = order[i];
-        if (b->stream_conn[t] < 0)
+        ingest_tier t = order[i];
+        if (!b->stream[t])
             continue;
         an_error e;
         an_status r = an_ch_stream_finish(b->stream[t], abandon || s != AN_OK, &e);
-        stream_release(st, b, t);
+        b->stream[t] = NULL;
         if (r != AN_OK && s == AN_OK) {
             s = r;
             if (err)
                 *err = e;
         }
-        if (s == AN_OK && !abandon && t == INGEST_TIER_AUDIT && st->crash_between_tiers) {
-            an_errorf("ANALYTICS_INGEST_TEST_CRASH=between_tiers: exiting after writing %s",
-                      ingest_tier_table(INGEST_TIER_AUDIT));
-            _exit(70);
-        }
+        if (s == AN_OK && !abandon)
+            crash_hook(st, t);
     }
     return s;
 }
@@ -591,60 +587,40 @@ static an_status stream_end(ingest_store *st, ingest_batch *b, bool abandon, an_
 an_status ingest_store_stream_open(ingest_store *st, ingest_batch *b, an_error *err)
 {
     b->stream_tried = true;
-    pthread_mutex_lock(&st->mu);
-    for (int t = 0, i = 0; t < 2; t++) {
-        while (i < STREAM_CONNS && st->stream_busy[i])
-            i++;
-        if (i == STREAM_CONNS)
-            break;
-        st->stream_busy[i] = true;
-        b->stream_conn[t] = i;
-    }
-    pthread_mutex_unlock(&st->mu);
-    if (b->stream_conn[1] < 0) { /* not expected: every batch ends its INSERTs */
-        if (b->stream_conn[0] >= 0)
-            stream_release(st, b, 0);
-        return an_error_set(err, AN_RESOURCE_EXHAUSTED, "no connection free for streaming");
-    }
-    if (!b->serial)
-        b->serial = atomic_fetch_add(&st->serial, 1) + 1;
+    if (b->slot < 0 || b->slot >= INGEST_STORE_STREAM_SLOTS)
+        return an_error_set(err, AN_INTERNAL, "batch slot %d has no stream connections", b->slot);
+    assign_serial(st, b);
     an_status s = AN_OK;
     for (int t = 0; t < 2 && s == AN_OK; t++) {
-        conn *c = &st->streams[b->stream_conn[t]];
+        conn *c = &st->streams[2 * b->slot + t];
         char qid[160];
-        snprintf(qid, sizeof(qid), "ingest-%s-%llu-%d-0", st->instance,
-                 (unsigned long long)b->serial, t);
+        query_id(qid, sizeof(qid), c, b, (ingest_tier)t); /* attempt 0 */
         an_ch_setting qs = {"query_id", qid};
         an_ch_settings settings = {.extra = &qs, .n_extra = 1};
         s = an_ch_stream_start(c->ch, b->live[t], &settings, &b->stream[t], err);
-        if (s != AN_OK)
-            stream_release(st, b, t);
     }
-    if (s != AN_OK) {
+    if (s != AN_OK)
         stream_end(st, b, true, NULL);
-        return s;
-    }
-    b->streaming = true;
-    return AN_OK;
+    return s;
 }
 
-an_status ingest_store_stream_send(ingest_store *st, ingest_batch *b, size_t min_bytes,
-                                   int timeout_ms, an_error *err)
+void ingest_store_stream_give_up(ingest_batch *b)
 {
-    (void)st;
-    if (!b->streaming)
-        return AN_OK;
-    for (int t = 0; t < 2; t++) {
+    an_ch_batch_reset(b->live[INGEST_TIER_HOT]);
+    an_ch_batch_reset(b->live[INGEST_TIER_AUDIT]);
+    b->stream_failed = true;
+}
+
+an_status ingest_store_stream_send(ingest_batch *b, size_t min_bytes, int timeout_ms, an_error *err)
+{
+    for (int t = 0; t < 2 && ingest_batch_streaming(b); t++) {
         if (an_ch_batch_rows(b->live[t]) == 0 || an_ch_batch_bytes(b->live[t]) < min_bytes)
             continue;
         an_status s = an_ch_stream_send(b->stream[t], b->live[t], timeout_ms, err);
         if (s == AN_RESOURCE_EXHAUSTED)
             return s;
         if (s != AN_OK) {
-            an_ch_batch_reset(b->live[t]);
-            an_ch_batch_reset(b->live[1 - t]);
-            b->streaming = false;
-            b->stream_failed = true;
+            ingest_store_stream_give_up(b);
             return s;
         }
     }
@@ -653,10 +629,9 @@ an_status ingest_store_stream_send(ingest_store *st, ingest_batch *b, size_t min
 
 an_status ingest_store_stream_close(ingest_store *st, ingest_batch *b, an_error *err)
 {
-    if (b->stream_conn[0] < 0 && b->stream_conn[1] < 0)
+    if (!b->stream[INGEST_TIER_HOT] && !b->stream[INGEST_TIER_AUDIT])
         return AN_OK;
     bool abandon = b->stream_failed;
-    b->streaming = false;
     an_status s = stream_end(st, b, abandon, err);
     if (abandon && s == AN_OK) /* broken off on purpose: still not confirmed */
         s = an_error_set(err, AN_UNAVAILABLE, "streaming insert given up");

@@ -71,25 +71,30 @@ typedef struct ingest_write_report {
 an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_report *rep,
                              an_error *err);
 
-/* Open the streaming INSERTs of b (hot and audit) on connections of their
- * own; on success b->streaming is set. Fails, with nothing sent, when
- * ClickHouse cannot be reached: b then fills the buffered way. */
+/* Batches that may stream at once (one filling, one being written): batch
+ * slot s (b->slot) has the store's stream connections 2s and 2s + 1. */
+#define INGEST_STORE_STREAM_SLOTS 2
+
+/* Open the streaming INSERTs of b (hot and audit) on its slot's
+ * connections; on success ingest_batch_streaming(b). Fails, with nothing
+ * sent, when ClickHouse cannot be reached: b then fills the buffered way. */
 an_status ingest_store_stream_open(ingest_store *st, ingest_batch *b, an_error *err);
 
 /* Hand the live rows of b over to its INSERTs once a tier holds at least
  * min_bytes of them (0: whatever there is). Waits at most timeout_ms for
  * an INSERT still sending the previous hand-over: AN_RESOURCE_EXHAUSTED
- * then (nothing lost, call again). Any other error: an INSERT failed;
- * b->streaming is cleared and b->stream_failed set (later messages of b go
- * the buffered way, the streamed ones are to be NAKed). */
-an_status ingest_store_stream_send(ingest_store *st, ingest_batch *b, size_t min_bytes,
-                                   int timeout_ms, an_error *err);
+ * then (nothing lost, call again). Any other error: an INSERT failed and
+ * streaming is given up (ingest_store_stream_give_up). */
+an_status ingest_store_stream_send(ingest_batch *b, size_t min_bytes, int timeout_ms,
+                                   an_error *err);
+
+/* Stop streaming b: its live rows are dropped, b->stream_failed is set.
+ * Later messages of b go the buffered way; the streamed ones will be NAKed
+ * and the INSERTs are broken off at close. */
+void ingest_store_stream_give_up(ingest_batch *b);
 
 /* End b's streaming INSERTs and wait for ClickHouse to confirm them (audit
  * first, then hot). On failure b->stream_failed is set. No-op without. */
 an_status ingest_store_stream_close(ingest_store *st, ingest_batch *b, an_error *err);
-
-/* ClickHouse answers /ping. */
-an_status ingest_store_ping(ingest_store *st, an_error *err);
 
 #endif
