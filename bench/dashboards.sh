@@ -11,7 +11,7 @@
 # Metrics: BENCH_METRICS=real (the default when build/bin/metrics exists)
 # starts the metrics service with its result cache off
 # (ANALYTICS_METRICS_CACHE_TTL=0, so cold renders are cold) and creates three
-# metric definitions over NATS (tests/helpers/metrics_client): events,
+# metric definitions over NATS (tests/helpers/svc_call): events,
 # signups, orders (as "revenue"); BENCH_METRICS=double uses
 # tests/helpers/metrics_double instead (the same catalog, its own SQL).
 set -euo pipefail
@@ -85,7 +85,7 @@ if [ "$MODE" = real ]; then
     mk() { # name, template -> id
         local body
         body=$(python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "query": sys.argv[2], "unit": "count"}))' "$1" "$2")
-        "$B/tests/helpers/metrics_client" -t "$TENANT" -u bench analytics.metrics.create "$body" |
+        "$B/tests/helpers/svc_call" -t "$TENANT" -u bench analytics.metrics.create "$body" |
             python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])'
     }
     T="{{events}} WHERE {{time_range}}"

@@ -79,7 +79,7 @@ ANALYTICS_HTTP_ADDR=127.0.0.1:0 ANALYTICS_LOG_LEVEL=warn ANALYTICS_METRICS_SCHED
     "$BUILD/bin/metrics" >"$WORK/metrics.log" 2>&1 &
 SVC_PID=$!
 for ((i = 0; i < 100; i++)); do
-    "$BUILD/tests/helpers/metrics_client" -t "$TENANT" analytics.metrics.list '{"pageSize":1}' \
+    "$BUILD/tests/helpers/svc_call" -t "$TENANT" analytics.metrics.list '{"pageSize":1}' \
         >/dev/null 2>&1 && break
     sleep 0.1
 done

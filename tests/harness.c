@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jwt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,4 +214,84 @@ int th_eventually(const char *cond_cmd, int timeout_ms)
             return -1;
         th_sleep_ms(100);
     }
+}
+
+char *th_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc(1, (size_t)n + 1);
+    ck_assert_ptr_nonnull(s);
+    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
+        s[0] = '\0';
+    fclose(f);
+    return s;
+}
+
+bool th_log_has(const char *path, const char *needle)
+{
+    char *s = th_read_file(path);
+    bool yes = strstr(s, needle) != NULL;
+    free(s);
+    return yes;
+}
+
+bool th_wait_log(const char *path, const char *needle, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    while (th_now_ms() < deadline) {
+        if (th_log_has(path, needle))
+            return true;
+        th_sleep_ms(20);
+    }
+    return false;
+}
+
+char *th_bearer(const char *secret, const char *sub, const char *tid, const char *scope,
+                const char *roles_json, long ttl_s)
+{
+    jwt_t *jwt = NULL;
+    ck_assert_int_eq(jwt_new(&jwt), 0);
+    if (sub)
+        jwt_add_grant(jwt, "sub", sub);
+    if (tid)
+        jwt_add_grant(jwt, "tid", tid);
+    if (scope)
+        jwt_add_grant(jwt, "scope", scope);
+    if (roles_json) {
+        char *grants;
+        ck_assert(asprintf(&grants, "{\"roles\":%s}", roles_json) > 0);
+        ck_assert_msg(jwt_add_grants_json(jwt, grants) == 0, "bad roles %s", roles_json);
+        free(grants);
+    }
+    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + ttl_s);
+    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret));
+    char *t = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    ck_assert_ptr_nonnull(t);
+    char *bearer;
+    ck_assert(asprintf(&bearer, "Bearer %s", t) > 0);
+    free(t);
+    return bearer;
+}
+
+cJSON *th_request(natsConnection *nc, const char *subject, const char *auth, const char *body,
+                  int64_t timeout_ms)
+{
+    natsMsg *m = NULL, *reply = NULL;
+    ck_assert(natsMsg_Create(&m, subject, NULL, body, body ? (int)strlen(body) : 0) == NATS_OK);
+    if (auth)
+        ck_assert(natsMsgHeader_Set(m, "Authorization", auth) == NATS_OK);
+    natsStatus s = natsConnection_RequestMsg(&reply, nc, m, timeout_ms);
+    natsMsg_Destroy(m);
+    ck_assert_msg(s == NATS_OK, "%s: no reply (%s)", subject, natsStatus_GetText(s));
+    cJSON *j = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    ck_assert_msg(j != NULL, "%s: reply is not JSON: %.*s", subject, natsMsg_GetDataLength(reply),
+                  natsMsg_GetData(reply));
+    natsMsg_Destroy(reply);
+    return j;
 }

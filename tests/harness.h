@@ -10,6 +10,9 @@
 #ifndef AN_TEST_HARNESS_H
 #define AN_TEST_HARNESS_H
 
+#include <cjson/cJSON.h>
+#include <nats/nats.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -60,5 +63,27 @@ void th_sleep_ms(int ms);
 /* Poll cond_cmd (a shell command) until it exits 0 or timeout_ms passes;
  * returns 0 when it did. */
 int th_eventually(const char *cond_cmd, int timeout_ms);
+
+/* The whole file at path; "" when it cannot be read. Free it. */
+char *th_read_file(const char *path);
+
+/* Whether the file at path (a process's log) contains needle. */
+bool th_log_has(const char *path, const char *needle);
+
+/* Poll the file at path every 20 ms until it contains needle or timeout_ms
+ * passes; returns whether it did. */
+bool th_wait_log(const char *path, const char *needle, int timeout_ms);
+
+/* "Bearer <HS256 JWT>" signed with secret, with the claims sub, tid, scope
+ * and roles (roles_json: a JSON array text, e.g. "[\"analyst\"]"); a NULL
+ * claim is omitted. exp is now + ttl_s (negative: already expired). Free it. */
+char *th_bearer(const char *secret, const char *sub, const char *tid, const char *scope,
+                const char *roles_json, long ttl_s);
+
+/* Request subject over nc with body (NULL: empty) and the Authorization
+ * header auth (NULL: none); returns the parsed JSON reply (cJSON_Delete it).
+ * Fails the test when no reply comes within timeout_ms or it is not JSON. */
+cJSON *th_request(natsConnection *nc, const char *subject, const char *auth, const char *body,
+                  int64_t timeout_ms);
 
 #endif

@@ -17,7 +17,6 @@
 
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <jwt.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,38 +49,14 @@ MF_UNUSED static char *mf_fmt(const char *fmt, ...)
     return s;
 }
 
-MF_UNUSED static char *mf_read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
-        s[0] = '\0';
-    fclose(f);
-    return s;
-}
-
 MF_UNUSED static bool mf_log_has(const mf_proc *p, const char *needle)
 {
-    char *s = mf_read_file(p->log);
-    bool yes = strstr(s, needle) != NULL;
-    free(s);
-    return yes;
+    return th_log_has(p->log, needle);
 }
 
 MF_UNUSED static bool mf_wait_log(const mf_proc *p, const char *needle, int timeout_ms)
 {
-    int64_t until = th_now_ms() + timeout_ms;
-    while (th_now_ms() < until) {
-        if (mf_log_has(p, needle))
-            return true;
-        th_sleep_ms(50);
-    }
-    return false;
+    return th_wait_log(p->log, needle, timeout_ms);
 }
 
 static const char *mf_pids_file(void)
@@ -123,7 +98,7 @@ MF_UNUSED static void mf_start(mf_proc *p, const char *name, const char *const *
     }
     ck_assert_msg(mf_wait_log(p, "\"msg\":\"started metrics", 30000),
                   "metrics did not start; see %s", p->log);
-    char *s = mf_read_file(p->log);
+    char *s = th_read_file(p->log);
     const char *at = strstr(s, "(id ");
     ck_assert_ptr_nonnull(at);
     sscanf(at + 4, "%63[A-Za-z0-9]", p->id);
@@ -179,20 +154,7 @@ MF_UNUSED static void mf_disconnect(void)
 /* "Bearer <HS256 JWT>" for sub, tenant (NULL: none), scope (NULL: none). */
 MF_UNUSED static char *mf_token(const char *sub, const char *tenant, const char *scope)
 {
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    if (tenant)
-        jwt_add_grant(jwt, "tid", tenant);
-    if (scope)
-        jwt_add_grant(jwt, "scope", scope);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 3600);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)MF_SECRET, (int)strlen(MF_SECRET));
-    char *t = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    char *bearer = mf_fmt("Bearer %s", t);
-    free(t);
-    return bearer;
+    return th_bearer(MF_SECRET, sub, tenant, scope, NULL, 3600);
 }
 
 /* Request analytics.metrics.<verb> as (tenant, scope); the parsed reply
@@ -203,17 +165,8 @@ MF_UNUSED static cJSON *mf_call(const char *verb, const char *tenant, const char
     char subject[128];
     snprintf(subject, sizeof(subject), "analytics.metrics.%s", verb);
     char *auth = mf_token("test-user", tenant, scope);
-    natsMsg *m = NULL, *reply = NULL;
-    ck_assert(natsMsg_Create(&m, subject, NULL, body, body ? (int)strlen(body) : 0) == NATS_OK);
-    ck_assert(natsMsgHeader_Set(m, "Authorization", auth) == NATS_OK);
-    natsStatus s = natsConnection_RequestMsg(&reply, mf_nc, m, 20000);
-    natsMsg_Destroy(m);
+    cJSON *j = th_request(mf_nc, subject, auth, body, 20000);
     free(auth);
-    ck_assert_msg(s == NATS_OK, "%s: no reply: %s", subject, natsStatus_GetText(s));
-    cJSON *j = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    ck_assert_msg(j != NULL, "%s: reply is not JSON: %.*s", subject, natsMsg_GetDataLength(reply),
-                  natsMsg_GetData(reply));
-    natsMsg_Destroy(reply);
     return j;
 }
 

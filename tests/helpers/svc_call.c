@@ -1,13 +1,15 @@
 /*
- * svc_call - send one request to a service over NATS as a given tenant and
- * user, print the reply body on stdout (for the demo steps and the
- * benchmarks; the integration tests use nats.c directly).
+ * svc_call - send one request to a service over NATS as a given tenant,
+ * user and scope, print the reply body on stdout (for the demo steps and
+ * the benchmarks; the integration tests use nats.c directly).
  *
  *   svc_call [-t TENANT] [-u USER] [-s SCOPE] [-w TIMEOUT_MS] SUBJECT [JSON]
  *
- * The caller's JWT (HS256, 1 hour) is signed with ANALYTICS_JWT_SECRET;
- * NATS is ANALYTICS_NATS_URL. Exit 0 when the reply is {"data": ...}, 1 on
- * an error reply, 2 when no reply came or the arguments are wrong.
+ * -t "" sends a token without a tenant; -w defaults to 15000 ms. The
+ * caller's JWT (HS256, 1 hour) is signed with ANALYTICS_JWT_SECRET; NATS is
+ * ANALYTICS_NATS_URL. Exit 0 when the reply is {"data": ...}, 1 on an error
+ * reply (the Nats-Service-Error-Code header), 2 when no reply came, the
+ * token could not be made or the arguments are wrong.
  */
 #include <jwt.h>
 #include <nats/nats.h>
@@ -20,7 +22,7 @@
 int main(int argc, char **argv)
 {
     const char *tenant = "demo", *user = "demo-user", *scope = NULL;
-    long timeout = 10000;
+    long timeout = 15000;
     int opt;
     while ((opt = getopt(argc, argv, "t:u:s:w:")) != -1) {
         switch (opt) {
@@ -55,7 +57,8 @@ int main(int argc, char **argv)
         return 2;
     }
     jwt_t *jwt = NULL;
-    jwt_new(&jwt);
+    if (jwt_new(&jwt) != 0)
+        return 2;
     jwt_add_grant(jwt, "sub", user);
     if (*tenant)
         jwt_add_grant(jwt, "tid", tenant);
@@ -65,8 +68,10 @@ int main(int argc, char **argv)
     jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret));
     char *token = jwt_encode_str(jwt);
     jwt_free(jwt);
+    if (!token)
+        return 2;
     char auth[4096];
-    snprintf(auth, sizeof(auth), "Bearer %s", token ? token : "");
+    snprintf(auth, sizeof(auth), "Bearer %s", token);
     free(token);
 
     natsConnection *nc = NULL;
@@ -76,9 +81,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "svc_call: cannot connect to %s\n", url);
         return 2;
     }
-    natsMsg_Create(&m, subject, NULL, body, (int)strlen(body));
-    natsMsgHeader_Set(m, "Authorization", auth);
-    natsStatus s = natsConnection_RequestMsg(&reply, nc, m, timeout);
+    natsStatus s = natsMsg_Create(&m, subject, NULL, body, (int)strlen(body));
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Authorization", auth);
+    if (s == NATS_OK)
+        s = natsConnection_RequestMsg(&reply, nc, m, timeout);
     if (s == NATS_OK) {
         int len = natsMsg_GetDataLength(reply);
         fwrite(natsMsg_GetData(reply), 1, (size_t)len, stdout);

@@ -17,7 +17,6 @@
 
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <jwt.h>
 #include <nats/nats.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,22 +39,7 @@ static char log_dir[512];
 
 static char *token(const char *sub, const char *tid, const char *roles_json)
 {
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    if (tid)
-        jwt_add_grant(jwt, "tid", tid);
-    char grants[256];
-    snprintf(grants, sizeof(grants), "{\"roles\":%s}", roles_json ? roles_json : "[]");
-    jwt_add_grants_json(jwt, grants);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 3600);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
-    char *t = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    char *bearer;
-    ck_assert(asprintf(&bearer, "Bearer %s", t) > 0);
-    free(t);
-    return bearer;
+    return th_bearer(SECRET, sub, tid, NULL, roles_json ? roles_json : "[]", 3600);
 }
 
 typedef struct who {
@@ -78,19 +62,10 @@ static cJSON *call_ms(const who *w, const char *verb, const char *body, int64_t 
 {
     char subject[128];
     snprintf(subject, sizeof(subject), "analytics.dashboards.%s", verb);
-    natsMsg *m = NULL, *reply = NULL;
-    ck_assert(natsMsg_Create(&m, subject, NULL, body, (int)strlen(body)) == NATS_OK);
     char *auth =
         token(w->sub, w->tid ? (strcmp(w->tid, "T2") ? w->tid : tenant2) : tenant, w->roles);
-    natsMsgHeader_Set(m, "Authorization", auth);
+    cJSON *env = th_request(nc, subject, auth, body, timeout_ms);
     free(auth);
-    natsStatus s = natsConnection_RequestMsg(&reply, nc, m, timeout_ms);
-    natsMsg_Destroy(m);
-    ck_assert_msg(s == NATS_OK, "%s: no reply (%s)", verb, natsStatus_GetText(s));
-    cJSON *env =
-        cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    ck_assert_ptr_nonnull(env);
     static char codebuf[64];
     const cJSON *e = cJSON_GetObjectItem(env, "error");
     snprintf(codebuf, sizeof(codebuf), "%s",
@@ -212,13 +187,6 @@ static void seed_events(void)
     ck_assert_int_eq(th_ch_count(q), 12);
 }
 
-static bool wait_started(const char *log, int ms)
-{
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "grep -q '\"msg\":\"started ' %s 2>/dev/null", log);
-    return th_eventually(cmd, ms) == 0;
-}
-
 static pid_t start_double(const char *log)
 {
     static char env[6][256];
@@ -229,7 +197,8 @@ static pid_t start_double(const char *log)
     char *envp[] = {env[0], env[1], env[2], env[3], NULL};
     char *argv[] = {"metrics_double", NULL};
     pid_t p = th_spawn(th_bin("tests/helpers/metrics_double"), argv, envp, log);
-    ck_assert_msg(wait_started(log, 20000), "metrics_double did not start, see %s", log);
+    ck_assert_msg(th_wait_log(log, "\"msg\":\"started ", 20000),
+                  "metrics_double did not start, see %s", log);
     return p;
 }
 
@@ -266,7 +235,8 @@ static void suite_setup(void)
     char *envp[] = {env[0], env[1], env[2], env[3], env[4], env[5], NULL};
     char *argv[] = {"dashboards", NULL};
     dash_pid = th_spawn(th_bin("bin/dashboards"), argv, envp, log);
-    ck_assert_msg(wait_started(log, 20000), "dashboards did not start, see %s", log);
+    ck_assert_msg(th_wait_log(log, "\"msg\":\"started ", 20000), "dashboards did not start, see %s",
+                  log);
 }
 
 static void suite_teardown(void)

@@ -11,7 +11,6 @@
 
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <jwt.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,39 +29,12 @@ static long long day1, day2;
 static char dir[512];
 static char m_signups[40], m_flat[40], m_old[40]; /* metric ids */
 
-static char *bearer(const char *sub, const char *roles)
-{
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    jwt_add_grant(jwt, "tid", tenant);
-    char g[128];
-    snprintf(g, sizeof(g), "{\"roles\":%s}", roles);
-    jwt_add_grants_json(jwt, g);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 3600);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
-    char *t = jwt_encode_str(jwt), *b;
-    jwt_free(jwt);
-    ck_assert(asprintf(&b, "Bearer %s", t) > 0);
-    free(t);
-    return b;
-}
-
 /* Request subject as alice; returns the envelope, *code "ok" or the error code. */
 static cJSON *req(const char *subject, const char *body, const char **code)
 {
-    natsMsg *m = NULL, *reply = NULL;
-    ck_assert(natsMsg_Create(&m, subject, NULL, body, (int)strlen(body)) == NATS_OK);
-    char *a = bearer("alice", "[\"analyst\"]");
-    natsMsgHeader_Set(m, "Authorization", a);
+    char *a = th_bearer(SECRET, "alice", tenant, NULL, "[\"analyst\"]", 3600);
+    cJSON *env = th_request(nc, subject, a, body, 20000);
     free(a);
-    natsStatus s = natsConnection_RequestMsg(&reply, nc, m, 20000);
-    natsMsg_Destroy(m);
-    ck_assert_msg(s == NATS_OK, "%s: no reply (%s)", subject, natsStatus_GetText(s));
-    cJSON *env =
-        cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    ck_assert_ptr_nonnull(env);
     static char cb[64];
     const cJSON *e = cJSON_GetObjectItem(env, "error");
     snprintf(cb, sizeof(cb), "%s", e ? cJSON_GetStringValue(cJSON_GetObjectItem(e, "code")) : "ok");
@@ -87,13 +59,6 @@ static char *iso(long long t)
     char *o = b[k++ % 4];
     strftime(o, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return o;
-}
-
-static bool started(const char *log)
-{
-    char cmd[800];
-    snprintf(cmd, sizeof(cmd), "grep -q '\"msg\":\"started ' %s 2>/dev/null", log);
-    return th_eventually(cmd, 20000) == 0;
 }
 
 static void create_metric(const char *name, const char *query, char *id_out)
@@ -142,7 +107,8 @@ static void suite_setup(void)
     char *argv[] = {"metrics", NULL};
     snprintf(log, sizeof(log), "%s/metrics-%s.log", dir, tenant);
     metrics_pid = th_spawn(th_bin("bin/metrics"), argv, envp, log);
-    ck_assert_msg(started(log), "metrics did not start, see %s", log);
+    ck_assert_msg(th_wait_log(log, "\"msg\":\"started ", 20000), "metrics did not start, see %s",
+                  log);
     /* generous: under ASan on a busy machine a first metrics query is slow */
     snprintf(env[5], sizeof(env[5]), "ANALYTICS_DASHBOARDS_VALIDATE_TIMEOUT=20s");
     snprintf(env[6], sizeof(env[6]), "ANALYTICS_DASHBOARDS_WIDGET_TIMEOUT=20s");
@@ -150,7 +116,8 @@ static void suite_setup(void)
     char *argvd[] = {"dashboards", NULL};
     snprintf(log, sizeof(log), "%s/dashboards-%s.log", dir, tenant);
     dash_pid = th_spawn(th_bin("bin/dashboards"), argvd, envd, log);
-    ck_assert_msg(started(log), "dashboards did not start, see %s", log);
+    ck_assert_msg(th_wait_log(log, "\"msg\":\"started ", 20000), "dashboards did not start, see %s",
+                  log);
     /* The metrics are made in a child process: this fixture runs in the
      * runner itself, and a NATS connection there (library threads) would be
      * inherited half-dead by every test forked after it. */

@@ -11,7 +11,6 @@
 
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <jwt.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -99,35 +98,6 @@ static char *fmt(const char *f, ...)
     return s;
 }
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
-        s[0] = '\0';
-    fclose(f);
-    return s;
-}
-
-static bool wait_log(const char *log, const char *needle, int timeout_ms)
-{
-    int64_t deadline = th_now_ms() + timeout_ms;
-    while (th_now_ms() < deadline) {
-        char *s = read_all(log);
-        bool yes = strstr(s, needle) != NULL;
-        free(s);
-        if (yes)
-            return true;
-        th_sleep_ms(50);
-    }
-    return false;
-}
-
 /* Start an exports instance with the test's defaults plus extra "K=V"
  * (NULL-terminated). Returns its pid; its log is dir/<name>.log. */
 static pid_t start_exports(const char *name, const char *const *extra)
@@ -150,26 +120,10 @@ static pid_t start_exports(const char *name, const char *const *extra)
     char *log = fmt("%s/%s.log", dir, name);
     char *argv[] = {"exports", NULL};
     pid_t pid = spawn(th_bin("bin/exports"), argv, envp, log);
-    ck_assert_msg(wait_log(log, "\"msg\":\"started exports", 20000), "exports did not start: %s",
+    ck_assert_msg(th_wait_log(log, "\"msg\":\"started exports", 20000), "exports did not start: %s",
                   log);
     free(log);
     return pid;
-}
-
-static char *bearer(const char *sub, const char *tid)
-{
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    if (tid)
-        jwt_add_grant(jwt, "tid", tid);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 3600);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
-    char *t = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    char *b = fmt("Bearer %s", t);
-    free(t);
-    return b;
 }
 
 /* Call analytics.exports.<verb> as user of tenant; returns the parsed
@@ -178,20 +132,12 @@ static cJSON *call(const char *tenant, const char *user, const char *verb, const
                    const cJSON **data, const cJSON **error)
 {
     char *subject = fmt("analytics.exports.%s", verb);
-    natsMsg *m = NULL, *reply = NULL;
-    ck_assert(natsMsg_Create(&m, subject, NULL, body, (int)strlen(body)) == NATS_OK);
-    char *auth = bearer(user, tenant);
-    natsMsgHeader_Set(m, "Authorization", auth);
-    natsStatus s = natsConnection_RequestMsg(&reply, nc, m, 15000);
-    ck_assert_msg(s == NATS_OK, "%s: %s", subject, natsStatus_GetText(s));
-    cJSON *o = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    ck_assert_ptr_nonnull(o);
+    char *auth = th_bearer(SECRET, user, tenant, NULL, NULL, 3600);
+    cJSON *o = th_request(nc, subject, auth, body, 15000);
     if (data)
         *data = cJSON_GetObjectItemCaseSensitive(o, "data");
     if (error)
         *error = cJSON_GetObjectItemCaseSensitive(o, "error");
-    natsMsg_Destroy(reply);
-    natsMsg_Destroy(m);
     free(auth);
     free(subject);
     return o;
@@ -569,7 +515,7 @@ START_TEST(test_cancel_running_and_queued_jobs)
     /* the worker stops: no file, no completed event; the queued job never runs */
     char *log = fmt("%s/a.log", dir);
     char *needle = fmt("export %s cancelled", running);
-    ck_assert_msg(wait_log(log, needle, 10000), "worker did not stop %s", running);
+    ck_assert_msg(th_wait_log(log, needle, 10000), "worker did not stop %s", running);
     th_sleep_ms(1500);
     for (int i = 0; i < 2; i++) {
         const char *id = i ? queued : running;
@@ -583,7 +529,7 @@ START_TEST(test_cancel_running_and_queued_jobs)
         ck_assert_int_eq(count_events("analytics.export.completed.v1", id), 0);
     }
     char *started = fmt("export %s started", queued);
-    char *s = read_all(log);
+    char *s = th_read_file(log);
     ck_assert_ptr_null(strstr(s, started));
     free(s);
     free(started);
@@ -612,7 +558,7 @@ START_TEST(test_tenant_isolation_of_jobs_and_queries)
     char *file = fmt("%s/iso.ndjson", dir);
     ck_assert_int_eq(http_get(str_of(job, "outputUrl"), file), 200);
     cJSON_Delete(r);
-    char *body = read_all(file);
+    char *body = th_read_file(file);
     char *want = fmt("{\"n\":30,\"tenants\":1,\"t\":\"%s\"}\n", ta);
     ck_assert_str_eq(body, want);
     free(want);
@@ -779,7 +725,7 @@ START_TEST(test_worker_killed_mid_job_is_completed_once)
     char *id = create(tenant, "ann", QUERY, "csv", NULL);
     char *log = fmt("%s/a.log", dir);
     char *started = fmt("export %s started", id);
-    ck_assert(wait_log(log, started, 15000));
+    ck_assert(th_wait_log(log, started, 15000));
     th_sleep_ms(1200); /* about 600 of 1500 rows written */
     kill(a, SIGKILL);
     th_wait(a, 5000, NULL, NULL);
@@ -806,7 +752,7 @@ START_TEST(test_worker_killed_mid_job_is_completed_once)
     check_file("csv", file, exp, 0);
     ck_assert_int_eq(count_events("analytics.export.completed.v1", id), 1);
     char *blog = fmt("%s/b.log", dir);
-    char *s = read_all(blog);
+    char *s = th_read_file(blog);
     ck_assert_msg(strstr(s, "delivery 2"), "b did not reclaim the entry: %s", blog);
     free(s);
     free(blog);

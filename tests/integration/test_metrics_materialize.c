@@ -328,7 +328,7 @@ START_TEST(test_metrics_materialize_killed_replica_is_taken_over)
     char *needle = mf_fmt("materializing metric %s tick ", id);
     ck_assert_msg(mf_wait_log(&r1, needle, 20000), "r1 did not start a job; see %s", r1.log);
     th_sleep_ms(200);
-    char *log = mf_read_file(r1.log);
+    char *log = th_read_file(r1.log);
     char tick[32] = "";
     sscanf(strstr(log, needle) + strlen(needle), "%31[0-9TZ:.-]", tick);
     free(log);

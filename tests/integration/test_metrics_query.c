@@ -216,7 +216,7 @@ END_TEST
 /* The service's /metrics value of a series without labels, or -1. */
 static double svc_gauge(const char *name)
 {
-    char *log = mf_read_file(svc.log);
+    char *log = th_read_file(svc.log);
     const char *at = strstr(log, "(port ");
     int port = at ? atoi(at + 6) : 0;
     free(log);

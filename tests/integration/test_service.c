@@ -11,7 +11,6 @@
 
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <jwt.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,38 +52,14 @@ static void teardown(void)
     nats_CloseAndWait(2000);
 }
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
-        s[0] = '\0';
-    fclose(f);
-    return s;
-}
-
 static bool log_has(const proc *p, const char *needle)
 {
-    char *s = read_all(p->log);
-    bool yes = strstr(s, needle) != NULL;
-    free(s);
-    return yes;
+    return th_log_has(p->log, needle);
 }
 
 static bool wait_log(const proc *p, const char *needle, int timeout_ms)
 {
-    int64_t deadline = th_now_ms() + timeout_ms;
-    while (th_now_ms() < deadline) {
-        if (log_has(p, needle))
-            return true;
-        th_sleep_ms(20);
-    }
-    return false;
+    return th_wait_log(p->log, needle, timeout_ms);
 }
 
 /* Start testsvc named name with extra "K=V" entries (NULL-terminated, may be
@@ -112,7 +87,7 @@ static proc *start_svc(const char *name, const char *const *extra)
     p->pid = th_spawn(th_bin("tests/helpers/testsvc"), argv, envp, p->log);
     ck_assert_msg(wait_log(p, "\"msg\":\"started ", 20000), "%s did not start; see %s", name,
                   p->log);
-    char *s = read_all(p->log);
+    char *s = th_read_file(p->log);
     char *at = strstr(s, "(id ");
     ck_assert_ptr_nonnull(at);
     sscanf(at + 4, "%63[A-Za-z0-9]", p->id);
@@ -124,7 +99,7 @@ static proc *start_svc(const char *name, const char *const *extra)
 /* The HTTP port p logged at start ("... (port N)"), 0 when none. */
 static int http_port_of(const proc *p)
 {
-    char *s = read_all(p->log);
+    char *s = th_read_file(p->log);
     const char *at = strstr(s, "/healthz /readyz /metrics on ");
     int port = 0;
     if (at) {
@@ -147,27 +122,13 @@ static int stop_svc(proc *p, int timeout_ms)
     return st;
 }
 
-/* HS256 token for sub/tid (tid NULL: none) with scope (may be NULL),
- * expiring exp_in seconds from now; signed with secret. Caller frees. */
+/* HS256 token for sub/tid (tid NULL: none) with scope (may be NULL) and the
+ * roles ["analyst"], expiring exp_in seconds from now; signed with secret.
+ * Caller frees. */
 static char *token_with(const char *secret, const char *sub, const char *tid, const char *scope,
                         long exp_in)
 {
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    if (tid)
-        jwt_add_grant(jwt, "tid", tid);
-    if (scope)
-        jwt_add_grant(jwt, "scope", scope);
-    jwt_add_grants_json(jwt, "{\"roles\":[\"analyst\"]}");
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + exp_in);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret));
-    char *t = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    char *bearer;
-    ck_assert(asprintf(&bearer, "Bearer %s", t) > 0);
-    free(t);
-    return bearer;
+    return th_bearer(secret, sub, tid, scope, "[\"analyst\"]", exp_in);
 }
 
 static char *token(const char *sub, const char *tid)
@@ -947,7 +908,7 @@ START_TEST(test_service_bad_config_exits_2_naming_the_variable)
     int st = 0;
     ck_assert_int_eq(th_wait(pid, 10000, &st, NULL), 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    char *out = read_all(log);
+    char *out = th_read_file(log);
     ck_assert_ptr_nonnull(strstr(out, "ANALYTICS_WORKERS=999 is out of range"));
     free(out);
     free(name);

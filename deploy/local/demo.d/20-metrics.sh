@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$ROOT"
 BUILD=${RUN_BUILD_DIR:-build}
-CALL="$BUILD/tests/helpers/metrics_client"
+CALL="$BUILD/tests/helpers/svc_call"
 
 if [ ! -x "$BUILD/bin/metrics" ]; then
     echo "metrics is not built yet ($BUILD/bin/metrics does not exist)"

@@ -29,8 +29,10 @@ if [ -z "$TENANT" ]; then
 fi
 echo "tenant $TENANT ($(ch_admin "SELECT count() FROM analytics.events WHERE tenant_id = '$TENANT'") events)"
 
-DOUBLE_PID=""
-trap '[ -n "$DOUBLE_PID" ] && kill "$DOUBLE_PID" 2>/dev/null; true' EXIT
+# The Python step writes the double's pid to $OUT/.double.pid when it starts
+# it; the trap reads it there, so the double is stopped even when that step
+# fails after starting it.
+trap 'if [ -f "$OUT/.double.pid" ]; then kill "$(cat "$OUT/.double.pid")" 2>/dev/null || true; rm -f "$OUT/.double.pid"; fi; true' EXIT
 
 export DEMO_TENANT="$TENANT" DEMO_OUT="$OUT" DEMO_BUILD="$BUILD_DIR"
 python3 - <<'PY'
@@ -180,8 +182,4 @@ for w in widgets:
     open(path, "wb").write(base64.b64decode(r["data"]["image"]["base64"]))
     print(f"  wrote {path} ({r['data']['image']['bytes']} bytes, 800x400)")
 PY
-if [ -f "$OUT/.double.pid" ]; then
-    DOUBLE_PID=$(cat "$OUT/.double.pid")
-    rm -f "$OUT/.double.pid"
-fi
 echo "widget pictures: $OUT (open the .png files)"
