@@ -93,27 +93,9 @@ static void remember_pid(pid_t pid)
     }
 }
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
-        s[0] = '\0';
-    fclose(f);
-    return s;
-}
-
 static bool log_has(const proc *p, const char *needle)
 {
-    char *s = read_all(p->log);
-    bool yes = strstr(s, needle) != NULL;
-    free(s);
-    return yes;
+    return th_log_has(p->log, needle);
 }
 
 /* Start ingest on this test's stream/consumer/subjects with extra "K=V"
@@ -143,10 +125,8 @@ static proc *start_ingest(const char *const *extra)
     char *argv[] = {"ingest", NULL};
     p->pid = th_spawn(th_bin("bin/ingest"), argv, envp, p->log);
     remember_pid(p->pid);
-    int64_t deadline = th_now_ms() + 30000;
-    while (th_now_ms() < deadline && !log_has(p, "(port "))
-        th_sleep_ms(20);
-    char *s = read_all(p->log);
+    th_wait_log(p->log, "(port ", 30000);
+    char *s = th_read_file(p->log);
     ck_assert_msg(strstr(s, "ingest ready") != NULL, "ingest did not start; see %s:\n%s", p->log,
                   s);
     const char *at = strstr(s, "(port ");
@@ -317,7 +297,7 @@ static pid_t ch_pid(void)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/ch/pid", th_env("ANALYTICS_STACK_DIR"));
-    char *s = read_all(path);
+    char *s = th_read_file(path);
     pid_t pid = (pid_t)atoi(s);
     free(s);
     return pid;
@@ -831,7 +811,7 @@ START_TEST(test_bad_configuration_stops_ingest_with_a_clear_message)
     int st = 0;
     ck_assert_int_eq(th_wait(pid, 20000, &st, NULL), 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
-    char *s = read_all(log);
+    char *s = th_read_file(log);
     ck_assert_msg(strstr(s, "ANALYTICS_INGEST_HMAC_KEY must be at least 16 bytes") != NULL, "%s",
                   s);
     free(s);
