@@ -300,16 +300,17 @@ static void log_outcome(const an_ep *ep, const char *tenant, const char *correla
                    err->field[0] ? " field=" : "", err->field);
 }
 
-/* Answer a job that is not run (timeout, overload, shutdown): reply, count
- * and log. Called without the lock, after job->replied was set by the caller
- * under the lock and the counters were updated there. */
-static void reply_unrun(an_service *svc, an_ep *ep, const char *reply, const char *correlation_id,
-                        an_status st, const an_error *err, int64_t dur_ns)
+/* Answer a request with its outcome: observe, reply, log. Called without
+ * the lock, after the job was marked replied and counted under it; used for
+ * run jobs and for the ones not run (timeout, overload, shutdown). */
+static void answer_request(an_service *svc, an_ep *ep, const char *reply,
+                           const char *correlation_id, const char *tenant, an_status st,
+                           cJSON *data, const an_error *err, int64_t dur_ns)
 {
     an_svc_ops_observe(ep, st, dur_ns);
     if (reply && *reply)
-        publish_reply(svc, reply, correlation_id, st, NULL, err);
-    log_outcome(ep, NULL, correlation_id, st, err, dur_ns);
+        publish_reply(svc, reply, correlation_id, st, data, err);
+    log_outcome(ep, tenant, correlation_id, st, err, dur_ns);
 }
 
 /* ------------------------------------------------------------------- jobs */
@@ -349,6 +350,7 @@ typedef struct unrun {
     char *reply;
     char correlation_id[AN_CORRELATION_MAX + 1];
     int64_t dur_ns;
+    an_error err; /* what it is answered with (also what was counted) */
 } unrun;
 
 static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
@@ -371,8 +373,8 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
                      svc->def->name, svc->queued);
         account_locked(ep, AN_RESOURCE_EXHAUSTED, &err, 0);
         pthread_mutex_unlock(&svc->mu);
-        reply_unrun(svc, ep, natsMsg_GetReply(msg), j->correlation_id, AN_RESOURCE_EXHAUSTED, &err,
-                    0);
+        answer_request(svc, ep, natsMsg_GetReply(msg), j->correlation_id, NULL,
+                       AN_RESOURCE_EXHAUSTED, NULL, &err, 0);
         job_free(j);
         return;
     }
@@ -466,11 +468,8 @@ static void run_job(an_service *svc, an_job *j)
     }
     pthread_mutex_unlock(&svc->mu);
     if (mine) {
-        an_svc_ops_observe(ep, st, dur);
-        const char *reply = natsMsg_GetReply(j->msg);
-        if (reply && *reply)
-            publish_reply(svc, reply, j->correlation_id, st, data, &err);
-        log_outcome(ep, auth.tenant, j->correlation_id, st, &err, dur);
+        answer_request(svc, ep, natsMsg_GetReply(j->msg), j->correlation_id, auth.tenant, st, data,
+                       &err, dur);
     } else {
         an_log_ctx(AN_LOG_WARN, auth.tenant, j->correlation_id,
                    "%s: finished after its deadline (%.1f ms); result dropped", ep->subject,
@@ -542,29 +541,22 @@ static unrun *collect_unreplied_locked(an_service *svc, int64_t now, bool all, s
         u->reply = reply ? strdup(reply) : NULL;
         snprintf(u->correlation_id, sizeof(u->correlation_id), "%s", j->correlation_id);
         u->dur_ns = now - j->received_ns;
-        an_error err;
         if (all)
-            an_error_set(&err, AN_UNAVAILABLE, "%s is shutting down", svc->def->name);
+            an_error_set(&u->err, AN_UNAVAILABLE, "%s is shutting down", svc->def->name);
         else
-            an_error_set(&err, AN_UNAVAILABLE, "%s: no reply within %lld ms", j->ep->subject,
+            an_error_set(&u->err, AN_UNAVAILABLE, "%s: no reply within %lld ms", j->ep->subject,
                          (long long)j->ep->timeout_ms);
-        account_locked(j->ep, AN_UNAVAILABLE, &err, u->dur_ns);
+        account_locked(j->ep, AN_UNAVAILABLE, &u->err, u->dur_ns);
     }
     *count = n;
     return out;
 }
 
-static void answer_unrun(an_service *svc, unrun *list, size_t n, bool shutting_down)
+static void answer_unrun(an_service *svc, unrun *list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        an_error err;
-        if (shutting_down)
-            an_error_set(&err, AN_UNAVAILABLE, "%s is shutting down", svc->def->name);
-        else
-            an_error_set(&err, AN_UNAVAILABLE, "%s: no reply within %lld ms", list[i].ep->subject,
-                         (long long)list[i].ep->timeout_ms);
-        reply_unrun(svc, list[i].ep, list[i].reply, list[i].correlation_id, AN_UNAVAILABLE, &err,
-                    list[i].dur_ns);
+        answer_request(svc, list[i].ep, list[i].reply, list[i].correlation_id, NULL, AN_UNAVAILABLE,
+                       NULL, &list[i].err, list[i].dur_ns);
         free(list[i].reply);
     }
     free(list);
@@ -581,7 +573,7 @@ static void *watchdog_main(void *arg)
         unrun *expired = collect_unreplied_locked(svc, now, false, &n, &next);
         if (n) {
             pthread_mutex_unlock(&svc->mu);
-            answer_unrun(svc, expired, n, false);
+            answer_unrun(svc, expired, n);
             pthread_mutex_lock(&svc->mu);
             continue;
         }
@@ -786,7 +778,7 @@ static size_t drain(an_service *svc)
     pthread_mutex_unlock(&svc->mu);
     if (n) {
         an_warn("drain timeout: answering %zu requests with unavailable", n);
-        answer_unrun(svc, left, n, true);
+        answer_unrun(svc, left, n);
     } else {
         free(left);
     }
