@@ -80,10 +80,9 @@ void dash_store_close(dash_ctx *c);
 /* ---- access.c */
 bool dash_is_tenant_admin(const dash_ctx *c, const an_auth *a);
 bool dash_can_view(const dash_ctx *c, const an_auth *a, const dash *d);
-/* Change name, widgets, delete: the creator and tenant admins. */
+/* Change name, widgets, accessControl, delete: the creator and tenant
+ * admins. */
 bool dash_can_edit(const dash_ctx *c, const an_auth *a, const dash *d);
-/* Change accessControl: the creator and tenant admins. */
-bool dash_can_change_access(const dash_ctx *c, const an_auth *a, const dash *d);
 /* Validate and normalise an accessControl object into a new one. */
 an_status dash_acl_parse(const cJSON *in, cJSON **out, an_error *err);
 
