@@ -97,7 +97,7 @@ static an_status save(const an_request *req, dash *d, cJSON **data, an_error *er
     d->updated_at = time(NULL);
     an_status st = dash_store_put(ctx_of(req), d, err);
     if (st == AN_OK)
-        *data = dash_to_json(d);
+        *data = dash_to_json(d, true);
     return st;
 }
 
@@ -213,7 +213,7 @@ static an_status handle_get(an_request *req, cJSON **data, an_error *err)
     an_status st = load(req, &d, err);
     if (st != AN_OK)
         return st;
-    *data = dash_to_json(d);
+    *data = dash_to_json(d, true);
     dash_free(d);
     return AN_OK;
 }
@@ -233,9 +233,8 @@ static an_status handle_list(an_request *req, cJSON **data, an_error *err)
     cJSON *arr = cJSON_AddArrayToObject(out, "dashboards");
     for (size_t i = 0; i < n; i++) {
         if (dash_can_view(ctx_of(req), req->auth, v[i])) {
-            cJSON *j = dash_to_json(v[i]);
+            cJSON *j = dash_to_json(v[i], false);
             cJSON_AddNumberToObject(j, "widgetCount", cJSON_GetArraySize(v[i]->widgets));
-            cJSON_DeleteItemFromObjectCaseSensitive(j, "widgets");
             cJSON_AddItemToArray(arr, j);
         }
         dash_free(v[i]);

@@ -65,8 +65,9 @@ typedef struct dash {
 
 void dash_free(dash *d);
 /* The API shape: {id, tenantId, name, description, widgets, accessControl,
- * createdBy, createdAt, updatedAt, version}. */
-cJSON *dash_to_json(const dash *d);
+ * createdBy, createdAt, updatedAt, version}; without "widgets" (and without
+ * copying them) when with_widgets is false, as list shows dashboards. */
+cJSON *dash_to_json(const dash *d, bool with_widgets);
 
 /* ---- store.c */
 an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out,
