@@ -42,17 +42,27 @@ static an_status tenant_of(const an_request *req, const char **tenant, an_error 
     return st;
 }
 
+/* The tenant and dashboard id (body.id, a ULID) a request names. */
+static an_status target_of(const an_request *req, const char **tenant, const char **id,
+                           an_error *err)
+{
+    an_status st = tenant_of(req, tenant, err);
+    if (st != AN_OK)
+        return st;
+    *id = str_of(req->body, "id");
+    if (!*id || !an_ulid_valid(*id))
+        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
+    return AN_OK;
+}
+
 /* Load the dashboard named by body.id for viewing. */
 static an_status load(const an_request *req, dash **out, an_error *err)
 {
     *out = NULL;
-    const char *tenant;
-    an_status st = tenant_of(req, &tenant, err);
+    const char *tenant, *id;
+    an_status st = target_of(req, &tenant, &id, err);
     if (st != AN_OK)
         return st;
-    const char *id = str_of(req->body, "id");
-    if (!id || !an_ulid_valid(id))
-        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
     dash *d;
     st = dash_store_get(ctx_of(req), tenant, id, &d, err);
     if (st != AN_OK)
@@ -118,6 +128,14 @@ static an_status check_description(const cJSON *body, an_error *err)
     return AN_OK;
 }
 
+/* Does widget w keep the metric of old (same id checked by the caller)? A
+ * widget that keeps its metric may keep a deprecated one. */
+static bool keeps_metric(const cJSON *old, const cJSON *w)
+{
+    const char *ma = str_of(old, "metricId"), *mb = str_of(w, "metricId");
+    return ma && mb && !strcmp(ma, mb);
+}
+
 static bool widget_id_taken(const cJSON *widgets, const char *id, const cJSON *except)
 {
     const cJSON *w;
@@ -151,8 +169,7 @@ static an_status widgets_parse(const an_request *req, const cJSON *arr, const cJ
         cJSON_ArrayForEach(o, old)
         {
             const char *a = str_of(o, "id"), *b = str_of(w, "id");
-            const char *ma = str_of(o, "metricId"), *mb = str_of(w, "metricId");
-            if (a && b && !strcmp(a, b) && ma && mb && !strcmp(ma, mb))
+            if (a && b && !strcmp(a, b) && keeps_metric(o, w))
                 is_new = false;
         }
         an_status st = dash_widget_validate(ctx_of(req), req, nw, is_new, err);
@@ -383,9 +400,7 @@ static an_status handle_update_widget(an_request *req, cJSON **data, an_error *e
     else if (i < 0)
         st = an_error_field(err, AN_NOT_FOUND, "widget.id", "widget %s not found", str_of(w, "id"));
     if (st == AN_OK) {
-        const cJSON *old = cJSON_GetArrayItem(d->widgets, i);
-        const char *ma = str_of(old, "metricId"), *mb = str_of(w, "metricId");
-        bool is_new = !(ma && mb && !strcmp(ma, mb));
+        bool is_new = !keeps_metric(cJSON_GetArrayItem(d->widgets, i), w);
         nw = cJSON_Duplicate(w, 1);
         st = dash_widget_validate(ctx_of(req), req, nw, is_new, err);
     }
@@ -702,13 +717,10 @@ static an_status handle_render_widget(an_request *req, cJSON **data, an_error *e
 static an_status locked(an_request *req, cJSON **data, an_error *err,
                         an_status (*fn)(an_request *, cJSON **, an_error *))
 {
-    const char *tenant;
-    an_status st = tenant_of(req, &tenant, err);
+    const char *tenant, *id;
+    an_status st = target_of(req, &tenant, &id, err);
     if (st != AN_OK)
         return st;
-    const char *id = str_of(req->body, "id");
-    if (!id || !an_ulid_valid(id))
-        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
     char token[40];
     int64_t wait = an_request_remaining_ms(req) / 2;
     st = dash_lock(ctx_of(req), tenant, id, wait > 5000 ? 5000 : wait, token, err);
