@@ -56,11 +56,6 @@ bool dash_can_edit(const dash_ctx *c, const an_auth *a, const dash *d)
     return is_creator(a, d) || dash_is_tenant_admin(c, a);
 }
 
-bool dash_can_change_access(const dash_ctx *c, const an_auth *a, const dash *d)
-{
-    return is_creator(a, d) || dash_is_tenant_admin(c, a);
-}
-
 static an_status string_list(const cJSON *in, const char *name, cJSON *out, an_error *err)
 {
     const cJSON *v = in ? cJSON_GetObjectItemCaseSensitive(in, name) : NULL;

@@ -42,17 +42,27 @@ static an_status tenant_of(const an_request *req, const char **tenant, an_error 
     return st;
 }
 
+/* The tenant and dashboard id (body.id, a ULID) a request names. */
+static an_status target_of(const an_request *req, const char **tenant, const char **id,
+                           an_error *err)
+{
+    an_status st = tenant_of(req, tenant, err);
+    if (st != AN_OK)
+        return st;
+    *id = str_of(req->body, "id");
+    if (!*id || !an_ulid_valid(*id))
+        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
+    return AN_OK;
+}
+
 /* Load the dashboard named by body.id for viewing. */
 static an_status load(const an_request *req, dash **out, an_error *err)
 {
     *out = NULL;
-    const char *tenant;
-    an_status st = tenant_of(req, &tenant, err);
+    const char *tenant, *id;
+    an_status st = target_of(req, &tenant, &id, err);
     if (st != AN_OK)
         return st;
-    const char *id = str_of(req->body, "id");
-    if (!id || !an_ulid_valid(id))
-        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
     dash *d;
     st = dash_store_get(ctx_of(req), tenant, id, &d, err);
     if (st != AN_OK)
@@ -97,7 +107,7 @@ static an_status save(const an_request *req, dash *d, cJSON **data, an_error *er
     d->updated_at = time(NULL);
     an_status st = dash_store_put(ctx_of(req), d, err);
     if (st == AN_OK)
-        *data = dash_to_json(d);
+        *data = dash_to_json(d, true);
     return st;
 }
 
@@ -116,6 +126,14 @@ static an_status check_description(const cJSON *body, an_error *err)
         return an_error_field(err, AN_INVALID_ARGUMENT, "description",
                               "description must be a string of at most 4000 bytes");
     return AN_OK;
+}
+
+/* Does widget w keep the metric of old (same id checked by the caller)? A
+ * widget that keeps its metric may keep a deprecated one. */
+static bool keeps_metric(const cJSON *old, const cJSON *w)
+{
+    const char *ma = str_of(old, "metricId"), *mb = str_of(w, "metricId");
+    return ma && mb && !strcmp(ma, mb);
 }
 
 static bool widget_id_taken(const cJSON *widgets, const char *id, const cJSON *except)
@@ -151,8 +169,7 @@ static an_status widgets_parse(const an_request *req, const cJSON *arr, const cJ
         cJSON_ArrayForEach(o, old)
         {
             const char *a = str_of(o, "id"), *b = str_of(w, "id");
-            const char *ma = str_of(o, "metricId"), *mb = str_of(w, "metricId");
-            if (a && b && !strcmp(a, b) && ma && mb && !strcmp(ma, mb))
+            if (a && b && !strcmp(a, b) && keeps_metric(o, w))
                 is_new = false;
         }
         an_status st = dash_widget_validate(ctx_of(req), req, nw, is_new, err);
@@ -213,7 +230,7 @@ static an_status handle_get(an_request *req, cJSON **data, an_error *err)
     an_status st = load(req, &d, err);
     if (st != AN_OK)
         return st;
-    *data = dash_to_json(d);
+    *data = dash_to_json(d, true);
     dash_free(d);
     return AN_OK;
 }
@@ -233,9 +250,8 @@ static an_status handle_list(an_request *req, cJSON **data, an_error *err)
     cJSON *arr = cJSON_AddArrayToObject(out, "dashboards");
     for (size_t i = 0; i < n; i++) {
         if (dash_can_view(ctx_of(req), req->auth, v[i])) {
-            cJSON *j = dash_to_json(v[i]);
+            cJSON *j = dash_to_json(v[i], false);
             cJSON_AddNumberToObject(j, "widgetCount", cJSON_GetArraySize(v[i]->widgets));
-            cJSON_DeleteItemFromObjectCaseSensitive(j, "widgets");
             cJSON_AddItemToArray(arr, j);
         }
         dash_free(v[i]);
@@ -266,11 +282,9 @@ static an_status handle_update(an_request *req, cJSON **data, an_error *err)
     }
     const cJSON *acl = cJSON_GetObjectItemCaseSensitive(b, "accessControl");
     if (st == AN_OK && acl) {
+        /* load_for_edit checked dash_can_edit, which also covers access. */
         cJSON *na = NULL;
-        if (!dash_can_change_access(ctx_of(req), req->auth, d))
-            st = an_error_field(err, AN_PERMISSION_DENIED, "accessControl",
-                                "only the creator and tenant admins may change access");
-        else if ((st = dash_acl_parse(acl, &na, err)) == AN_OK) {
+        if ((st = dash_acl_parse(acl, &na, err)) == AN_OK) {
             cJSON_Delete(d->acl);
             d->acl = na;
         } else {
@@ -386,9 +400,7 @@ static an_status handle_update_widget(an_request *req, cJSON **data, an_error *e
     else if (i < 0)
         st = an_error_field(err, AN_NOT_FOUND, "widget.id", "widget %s not found", str_of(w, "id"));
     if (st == AN_OK) {
-        const cJSON *old = cJSON_GetArrayItem(d->widgets, i);
-        const char *ma = str_of(old, "metricId"), *mb = str_of(w, "metricId");
-        bool is_new = !(ma && mb && !strcmp(ma, mb));
+        bool is_new = !keeps_metric(cJSON_GetArrayItem(d->widgets, i), w);
         nw = cJSON_Duplicate(w, 1);
         st = dash_widget_validate(ctx_of(req), req, nw, is_new, err);
     }
@@ -705,13 +717,10 @@ static an_status handle_render_widget(an_request *req, cJSON **data, an_error *e
 static an_status locked(an_request *req, cJSON **data, an_error *err,
                         an_status (*fn)(an_request *, cJSON **, an_error *))
 {
-    const char *tenant;
-    an_status st = tenant_of(req, &tenant, err);
+    const char *tenant, *id;
+    an_status st = target_of(req, &tenant, &id, err);
     if (st != AN_OK)
         return st;
-    const char *id = str_of(req->body, "id");
-    if (!id || !an_ulid_valid(id))
-        return an_error_field(err, AN_INVALID_ARGUMENT, "id", "id must be a dashboard id (ULID)");
     char token[40];
     int64_t wait = an_request_remaining_ms(req) / 2;
     st = dash_lock(ctx_of(req), tenant, id, wait > 5000 ? 5000 : wait, token, err);

@@ -67,11 +67,11 @@ static void give(dash_ctx *c, redisContext *r)
         redisFree(r);
 }
 
-an_status dash_cache_get(dash_ctx *c, const char *key, char **json)
+/* GET key on a pooled connection: AN_OK with *json (the caller frees), or
+ * AN_NOT_FOUND when absent or Redis failed (logged as "<what>: ..." when
+ * what is not NULL). */
+static an_status get_str(dash_ctx *c, const char *key, const char *what, char **json)
 {
-    *json = NULL;
-    if (c->cache_ttl_ms <= 0 || !c->cfg->redis_url)
-        return AN_NOT_FOUND;
     redisContext *r = take(c);
     if (!r)
         return AN_NOT_FOUND;
@@ -79,34 +79,46 @@ an_status dash_cache_get(dash_ctx *c, const char *key, char **json)
     redisReply *rep = NULL;
     an_error err = {0};
     an_status st = an_redis_argv(r, 2, argv, NULL, &rep, &err);
-    if (st == AN_OK && rep->type == REDIS_REPLY_STRING) {
+    if (st == AN_OK && rep->type == REDIS_REPLY_STRING)
         *json = strndup(rep->str, rep->len);
-    } else {
-        if (st != AN_OK)
-            an_warn("render cache get: %s", err.message);
-        st = AN_NOT_FOUND;
-    }
+    else if (st != AN_OK && what)
+        an_warn("%s: %s", what, err.message);
     freeReplyObject(rep);
     give(c, r);
     return *json ? AN_OK : AN_NOT_FOUND;
+}
+
+/* Run a command on a pooled connection, best effort: a failure is only
+ * logged, as "<what>: ...". */
+static void run_best_effort(dash_ctx *c, const char *what, int argc, const char **argv)
+{
+    redisContext *r = take(c);
+    if (!r)
+        return;
+    redisReply *rep = NULL;
+    an_error err = {0};
+    if (an_redis_argv(r, argc, argv, NULL, &rep, &err) != AN_OK)
+        an_warn("%s: %s", what, err.message);
+    freeReplyObject(rep);
+    give(c, r);
+}
+
+an_status dash_cache_get(dash_ctx *c, const char *key, char **json)
+{
+    *json = NULL;
+    if (c->cache_ttl_ms <= 0 || !c->cfg->redis_url)
+        return AN_NOT_FOUND;
+    return get_str(c, key, "render cache get", json);
 }
 
 void dash_cache_put(dash_ctx *c, const char *key, const char *json)
 {
     if (c->cache_ttl_ms <= 0 || !c->cfg->redis_url)
         return;
-    redisContext *r = take(c);
-    if (!r)
-        return;
     char ttl[32];
     snprintf(ttl, sizeof(ttl), "%lld", (long long)c->cache_ttl_ms);
     const char *argv[] = {"SET", key, json, "PX", ttl};
-    redisReply *rep = NULL;
-    an_error err = {0};
-    if (an_redis_argv(r, 5, argv, NULL, &rep, &err) != AN_OK)
-        an_warn("render cache put: %s", err.message);
-    freeReplyObject(rep);
-    give(c, r);
+    run_best_effort(c, "render cache put", 5, argv);
 }
 
 /* SET key json PX ttl unless the stored record has a version >= version. */
@@ -133,17 +145,7 @@ an_status dash_record_cache_get(dash_ctx *c, const char *tenant, const char *id,
         return AN_NOT_FOUND;
     char key[300];
     record_key(tenant, id, key, sizeof(key));
-    redisContext *r = take(c);
-    if (!r)
-        return AN_NOT_FOUND;
-    const char *argv[] = {"GET", key};
-    redisReply *rep = NULL;
-    an_error err = {0};
-    if (an_redis_argv(r, 2, argv, NULL, &rep, &err) == AN_OK && rep->type == REDIS_REPLY_STRING)
-        *json = strndup(rep->str, rep->len);
-    freeReplyObject(rep);
-    give(c, r);
-    return *json ? AN_OK : AN_NOT_FOUND;
+    return get_str(c, key, NULL, json);
 }
 
 void dash_record_cache_put(dash_ctx *c, const char *tenant, const char *id, uint64_t version,
@@ -173,16 +175,8 @@ void dash_record_cache_del(dash_ctx *c, const char *tenant, const char *id)
         return;
     char key[300];
     record_key(tenant, id, key, sizeof(key));
-    redisContext *r = take(c);
-    if (!r)
-        return;
     const char *argv[] = {"DEL", key};
-    redisReply *rep = NULL;
-    an_error err = {0};
-    if (an_redis_argv(r, 2, argv, NULL, &rep, &err) != AN_OK)
-        an_warn("record cache del: %s", err.message);
-    freeReplyObject(rep);
-    give(c, r);
+    run_best_effort(c, "record cache del", 2, argv);
 }
 
 static const an_redis_script unlock_script = {

@@ -65,8 +65,9 @@ typedef struct dash {
 
 void dash_free(dash *d);
 /* The API shape: {id, tenantId, name, description, widgets, accessControl,
- * createdBy, createdAt, updatedAt, version}. */
-cJSON *dash_to_json(const dash *d);
+ * createdBy, createdAt, updatedAt, version}; without "widgets" (and without
+ * copying them) when with_widgets is false, as list shows dashboards. */
+cJSON *dash_to_json(const dash *d, bool with_widgets);
 
 /* ---- store.c */
 an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out,
@@ -80,10 +81,9 @@ void dash_store_close(dash_ctx *c);
 /* ---- access.c */
 bool dash_is_tenant_admin(const dash_ctx *c, const an_auth *a);
 bool dash_can_view(const dash_ctx *c, const an_auth *a, const dash *d);
-/* Change name, widgets, delete: the creator and tenant admins. */
+/* Change name, widgets, accessControl, delete: the creator and tenant
+ * admins. */
 bool dash_can_edit(const dash_ctx *c, const an_auth *a, const dash *d);
-/* Change accessControl: the creator and tenant admins. */
-bool dash_can_change_access(const dash_ctx *c, const an_auth *a, const dash *d);
 /* Validate and normalise an accessControl object into a new one. */
 an_status dash_acl_parse(const cJSON *in, cJSON **out, an_error *err);
 

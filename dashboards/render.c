@@ -7,6 +7,7 @@
  * that needs metrics failed with unavailable (metrics down).
  */
 #include "common/sql.h"
+#include "common/template.h"
 #include "common/timeutil.h"
 #include "common/ulid.h"
 #include "dashboards/dash.h"
@@ -73,14 +74,11 @@ static an_status time_range_check(const cJSON *tr, const char *field, an_error *
 
 /* A dimension or filter field, as metrics' template language names them
  * (common/template.h): a column of the events relation (event_name,
- * actor_type, actor_id) or properties.<path>. */
+ * actor_type, actor_id) or properties.<path>. Dashboards word their own
+ * error, so the template's is not kept. */
 static bool field_valid(const char *f)
 {
-    if (!f)
-        return false;
-    if (!strcmp(f, "event_name") || !strcmp(f, "actor_type") || !strcmp(f, "actor_id"))
-        return true;
-    return !strncmp(f, "properties.", 11) && an_sql_property_path_valid(f + 11);
+    return an_template_field_check("field", f, NULL) == AN_OK;
 }
 
 static bool op_is(const char *op, const char *const *set)

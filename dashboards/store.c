@@ -71,7 +71,7 @@ static char *fmt_time(int64_t s, char *buf, size_t n)
     return buf;
 }
 
-cJSON *dash_to_json(const dash *d)
+cJSON *dash_to_json(const dash *d, bool with_widgets)
 {
     char tb[32];
     cJSON *j = cJSON_CreateObject();
@@ -79,7 +79,8 @@ cJSON *dash_to_json(const dash *d)
     cJSON_AddStringToObject(j, "tenantId", d->tenant);
     cJSON_AddStringToObject(j, "name", d->name);
     cJSON_AddStringToObject(j, "description", d->description ? d->description : "");
-    cJSON_AddItemToObject(j, "widgets", cJSON_Duplicate(d->widgets, 1));
+    if (with_widgets)
+        cJSON_AddItemToObject(j, "widgets", cJSON_Duplicate(d->widgets, 1));
     cJSON_AddItemToObject(j, "accessControl", cJSON_Duplicate(d->acl, 1));
     cJSON_AddStringToObject(j, "createdBy", d->created_by);
     cJSON_AddStringToObject(j, "createdAt", fmt_time(d->created_at, tb, sizeof(tb)));

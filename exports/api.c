@@ -68,6 +68,30 @@ static const char *id_of(const an_request *req, an_error *err)
     return id->valuestring;
 }
 
+/* The job a get or cancel names ({id, tenantId?}, nothing else), checked,
+ * and a ClickHouse client to read it with. */
+static an_status job_ref(an_request *req, const char **tenant, const char **id, an_ch **ch,
+                         an_error *err)
+{
+    static const char *const keys[] = {"id", "tenantId", NULL};
+    if (only_keys(req->body, keys, err) != AN_OK)
+        return err->code;
+    *tenant = tenant_of(req, err);
+    *id = *tenant ? id_of(req, err) : NULL;
+    if (!*id)
+        return err->code;
+    *ch = exports_ctx_ch(req->ctx, err);
+    return *ch ? AN_OK : err->code;
+}
+
+/* A cancel of an export that has reached status (or another claimed it). */
+static an_status not_cancellable(const char *id, const char *status, an_error *err)
+{
+    return an_error_set(err, AN_FAILED_PRECONDITION,
+                        "export %s is %s: only queued or running exports can be cancelled", id,
+                        status);
+}
+
 static void add_time(cJSON *o, const char *name, int64_t ms)
 {
     char ts[AN_TIME_ISO_LEN];
@@ -233,15 +257,9 @@ static an_status handle_create(an_request *req, cJSON **data, an_error *err)
 static an_status handle_get(an_request *req, cJSON **data, an_error *err)
 {
     exports_ctx *x = req->ctx;
-    static const char *const keys[] = {"id", "tenantId", NULL};
-    if (only_keys(req->body, keys, err) != AN_OK)
-        return err->code;
-    const char *tenant = tenant_of(req, err);
-    const char *id = tenant ? id_of(req, err) : NULL;
-    if (!id)
-        return err->code;
-    an_ch *ch = exports_ctx_ch(x, err);
-    if (!ch)
+    const char *tenant = NULL, *id = NULL;
+    an_ch *ch = NULL;
+    if (job_ref(req, &tenant, &id, &ch, err) != AN_OK)
         return err->code;
     exports_job j = {0};
     an_status s = exports_store_get(ch, tenant, id, &j, err);
@@ -322,15 +340,11 @@ static an_status handle_list(an_request *req, cJSON **data, an_error *err)
 static an_status handle_cancel(an_request *req, cJSON **data, an_error *err)
 {
     exports_ctx *x = req->ctx;
-    static const char *const keys[] = {"id", "tenantId", NULL};
-    if (only_keys(req->body, keys, err) != AN_OK)
+    const char *tenant = NULL, *id = NULL;
+    an_ch *ch = NULL;
+    if (job_ref(req, &tenant, &id, &ch, err) != AN_OK)
         return err->code;
-    const char *tenant = tenant_of(req, err);
-    const char *id = tenant ? id_of(req, err) : NULL;
-    if (!id)
-        return err->code;
-    an_ch *ch = exports_ctx_ch(x, err);
-    struct redisContext *rc = ch ? exports_ctx_redis(x, err) : NULL;
+    struct redisContext *rc = exports_ctx_redis(x, err);
     if (!rc)
         return err->code;
     exports_job j = {0};
@@ -338,18 +352,14 @@ static an_status handle_cancel(an_request *req, cJSON **data, an_error *err)
     if (s != AN_OK)
         return s;
     if (exports_status_terminal(j.status)) {
-        s = an_error_set(err, AN_FAILED_PRECONDITION,
-                         "export %s is %s: only queued or running exports can be cancelled", id,
-                         j.status);
+        s = not_cancellable(id, j.status, err);
         exports_job_clear(&j);
         return s;
     }
     const char *other = NULL;
     s = exports_claim_final(x, rc, id, EXPORTS_STATUS_CANCELLED, &other, err);
     if (s == AN_ALREADY_EXISTS)
-        s = an_error_set(err, AN_FAILED_PRECONDITION,
-                         "export %s is %s: only queued or running exports can be cancelled", id,
-                         other);
+        s = not_cancellable(id, other, err);
     if (s == AN_OK) {
         /* The worker running it (if any) sees the claim within ~200 ms and
          * stops; this record wins over its last progress rows (store.c). */

@@ -316,7 +316,8 @@ typedef struct exports_ctx {
     exports_config cfg;
     an_service *svc;
     exports_storage *storage;
-    exports_links *links; /* local storage only */
+    exports_links *links;   /* local storage only */
+    const char *key_prefix; /* of storage keys: cfg.s3_prefix with s3, "" local */
     exports_worker **workers;
     size_t nworkers;
     char active_key_prefix[128];     /* "an:<queue>:active:" (per-tenant active sets) */

@@ -121,6 +121,7 @@ static an_status exports_init(an_service *svc, void *p, an_error *err)
                                 .timeout_ms = 0};
         s = exports_storage_s3_new(&sc, &x->storage, err);
     }
+    x->key_prefix = !local && c->s3_prefix ? c->s3_prefix : "";
     if (s != AN_OK)
         return s;
     if (mkdir(c->spool_dir, 0750) != 0 && access(c->spool_dir, W_OK) != 0)

@@ -378,8 +378,7 @@ static an_status run(exports_worker *w, const an_queue_job *qj, exports_job *j, 
             s = an_error_set(err, AN_FAILED_PRECONDITION, "export stopped");
     }
     if (s == AN_OK) {
-        if (strcmp(x->storage->ops->name, "s3") == 0 && x->cfg.s3_prefix)
-            an_buf_adds(&key, x->cfg.s3_prefix);
+        an_buf_adds(&key, x->key_prefix);
         an_buf_addf(&key, "%s.%s", j->id, exports_format_ext(j->format));
         s = x->storage->ops->put(x->storage, spool.data, key.data,
                                  exports_format_content_type(j->format), err);

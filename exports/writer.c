@@ -6,6 +6,7 @@
  */
 #include "exports/writer_int.h"
 
+#include "common/sql.h"
 #include "common/timeutil.h"
 
 #include <errno.h>
@@ -105,49 +106,12 @@ exports_coltype exports_coltype_of(const char *t)
 
 /* ----------------------------------------------------------------- UTF-8 */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid
- * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
-size_t exports_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    unsigned cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 void exports_utf8_sanitize(an_buf *out, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run = 0;
     while (i < n) {
-        size_t k = exports_utf8_seq(p + i, n - i);
+        size_t k = p[i] < 0x80 ? 1 : an_sql_utf8_seq_len(p + i, n - i);
         if (k) {
             i += k;
             continue;

@@ -12,6 +12,8 @@
  */
 #include "exports/writer_int.h"
 
+#include "common/sql.h"
+
 #include <string.h>
 
 static bool formula_like(const char *s, size_t n)
@@ -51,7 +53,7 @@ void exports_csv_field(an_buf *out, const char *s, size_t n, bool neutralise)
             *p++ = (char)u[i++];
             continue;
         }
-        size_t k = exports_utf8_seq(u + i, n - i);
+        size_t k = an_sql_utf8_seq_len(u + i, n - i);
         if (k) {
             memcpy(p, s + i, k);
             p += k;

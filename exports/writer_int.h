@@ -46,10 +46,6 @@ an_status exports_writer_flush(exports_writer *w, size_t min, an_error *err);
 /* Create the xlsx state (writer_xlsx.c); called by exports_writer_open. */
 an_status exports_xlsx_open(exports_writer *w, an_error *err);
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when it is
- * not valid UTF-8 (overlong, surrogate, above U+10FFFF, cut). */
-size_t exports_utf8_seq(const unsigned char *s, size_t n);
-
 /* Parse ClickHouse Date / DateTime text; false for the zero value or junk. */
 bool exports_parse_date(const char *s, size_t n, int64_t *days);
 bool exports_parse_datetime(const char *s, size_t n, int64_t *epoch_s);
