@@ -135,6 +135,26 @@ void an_buf_add_json_escaped(an_buf *b, const char *s, size_t n)
     an_buf_add(b, s + run, n - run);
 }
 
+void an_buf_add_uri_encoded(an_buf *b, const char *s, size_t n, bool keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    an_buf_grow(b, 3 * n);
+    char *o = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+            *o++ = (char)c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+}
+
 const char *an_buf_str(const an_buf *b)
 {
     return b->data ? b->data : "";

@@ -10,6 +10,7 @@
 #define AN_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct an_buf {
@@ -28,6 +29,10 @@ void an_buf_init(an_buf *b);
 void an_buf_free(an_buf *b);
 /* Empty the buffer, keeping its storage. */
 void an_buf_reset(an_buf *b);
+/* Append s percent-encoded: RFC 3986 unreserved characters (A-Z a-z 0-9
+ * - _ . ~) kept, and '/' too when keep_slash; every other byte as %XX
+ * (uppercase). For URL parameters and S3 paths. */
+void an_buf_add_uri_encoded(an_buf *b, const char *s, size_t n, bool keep_slash);
 /* Cut the buffer back to its first len bytes (len <= b->len), e.g. to drop
  * what was appended since a mark. */
 void an_buf_setlen(an_buf *b, size_t len);

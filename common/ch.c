@@ -152,26 +152,6 @@ size_t an_ch_tsv_unescape(char *dst, const char *src, size_t len)
     return (size_t)(o - dst);
 }
 
-void an_ch_url_encode(an_buf *out, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    an_buf_grow(out, 3 * len);
-    char *o = out->data + out->len;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            *o++ = (char)c;
-        } else {
-            *o++ = '%';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
-        }
-    }
-    out->len = (size_t)(o - out->data);
-    out->data[out->len] = '\0';
-}
-
 static bool is_ident(const char *s)
 {
     if (!s || !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
@@ -193,7 +173,7 @@ an_status an_ch_build_params(an_buf *out, const char *database, const an_ch_sett
 {
     if (database && *database) {
         an_buf_adds(out, "database=");
-        an_ch_url_encode(out, database, strlen(database));
+        an_buf_add_uri_encoded(out, database, strlen(database), false);
         an_buf_addc(out, '&');
     }
     if (!s)
@@ -223,7 +203,7 @@ an_status an_ch_build_params(an_buf *out, const char *database, const an_ch_sett
     for (size_t i = 0; i < s->n_extra; i++) {
         an_buf_adds(out, s->extra[i].name);
         an_buf_addc(out, '=');
-        an_ch_url_encode(out, s->extra[i].value, strlen(s->extra[i].value));
+        an_buf_add_uri_encoded(out, s->extra[i].value, strlen(s->extra[i].value), false);
         an_buf_addc(out, '&');
     }
     /* Last: once readonly is applied, the server refuses any later setting. */
@@ -1265,7 +1245,7 @@ an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, s
     if (st != AN_OK)
         return st;
     an_buf_adds(&ch->url, "query=");
-    an_ch_url_encode(&ch->url, statement, strlen(statement));
+    an_buf_add_uri_encoded(&ch->url, statement, strlen(statement), false);
     request r = {.mode = BODY_DISCARD};
     st = perform(ch, &r, false, data, len, (flags & AN_CH_INSERT_IDEMPOTENT) != 0, err);
     if (st == AN_OK)
@@ -2010,7 +1990,7 @@ an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *se
     if (st != AN_OK)
         return st;
     an_buf_adds(&ch->url, "query=");
-    an_ch_url_encode(&ch->url, b->statement, strlen(b->statement));
+    an_buf_add_uri_encoded(&ch->url, b->statement, strlen(b->statement), false);
     an_ch_stream *s = calloc(1, sizeof(*s));
     if (!s)
         abort();

@@ -279,6 +279,12 @@ an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings
 an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, size_t len,
                            const an_ch_settings *settings, unsigned flags, an_error *err);
 
+/* Decode one TabSeparated field (no tab or newline inside) into dst, which
+ * must hold len bytes (dst may be src: decoding never grows); returns the
+ * decoded length. Understands \b \f \n \r \t \0 \a \v \xHH and \c for
+ * any other c. Does not treat \N (NULL). */
+size_t an_ch_tsv_unescape(char *dst, const char *src, size_t len);
+
 /*
  * Streaming insert: one INSERT whose body is sent while it is being built,
  * so a large insert (one part in ClickHouse, where many small ones would

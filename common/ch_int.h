@@ -25,11 +25,6 @@ void an_ch_tsv_escape(an_buf *out, const char *s, size_t len);
  * in TabSeparated): 'it\'s' with \\ \' \t \n \r \0 escaped. */
 void an_ch_tsv_quote(an_buf *out, const char *s, size_t len);
 
-/* Decode one TabSeparated field (no tab or newline inside) into dst, which
- * must hold len bytes; returns the decoded length. Understands \b \f \n \r
- * \t \0 \xHH and \c for any other c. Does not treat \N (see the parser). */
-size_t an_ch_tsv_unescape(char *dst, const char *src, size_t len);
-
 /* True when text starts like a ClickHouse exception: "Code: N, e.displayText() = "
  * (up to 20.x) or "Code: N. DB::Exception" (20.x and later). */
 bool an_ch_looks_like_exception(const char *text, size_t len);
@@ -54,9 +49,6 @@ an_status an_ch_status_for_code(int code);
  * AN_INVALID_ARGUMENT for a bad setting name or readonly value. */
 an_status an_ch_build_params(an_buf *out, const char *database, const an_ch_settings *s,
                              an_error *err);
-
-/* Append s URL-encoded (RFC 3986 unreserved characters kept). */
-void an_ch_url_encode(an_buf *out, const char *s, size_t len);
 
 /* ---- incremental TabSeparatedWithNamesAndTypes parser ------------------- */
 

@@ -248,9 +248,8 @@ an_status exports_sigv4_sign(const exports_sigv4_request *r, an_buf *canonical,
 an_status exports_sigv4_presign(const exports_sigv4_request *r, const char *host, int64_t expires_s,
                                 an_buf *out, an_error *err);
 
-/* Append s percent-encoded as SigV4 wants: unreserved A-Z a-z 0-9 - _ . ~ kept,
- * '/' kept when keep_slash, every other byte %XX (uppercase). */
-void exports_uri_encode(an_buf *out, const char *s, size_t n, bool keep_slash);
+/* (SigV4's percent-encoding of paths and query values is common's
+ * an_buf_add_uri_encoded, buf.h.) */
 
 /* ------------------------------------------------------------ links.c */
 

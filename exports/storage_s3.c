@@ -32,22 +32,6 @@
 
 /* ---------------------------------------------------------------- SigV4 */
 
-void exports_uri_encode(an_buf *out, const char *s, size_t n, bool keep_slash)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
-            an_buf_addc(out, (char)c);
-        } else {
-            an_buf_addc(out, '%');
-            an_buf_addc(out, hex[c >> 4]);
-            an_buf_addc(out, hex[c & 15]);
-        }
-    }
-}
-
 typedef struct kv {
     char *k;
     char *v;
@@ -206,7 +190,7 @@ an_status exports_sigv4_presign(const exports_sigv4_request *r, const char *host
     an_buf_addf(&cred, "%s/%.8s/%s/%s/aws4_request", r->access_key, r->amz_date, r->region,
                 r->service);
     an_buf_adds(&q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-    exports_uri_encode(&q, cred.data, cred.len, false);
+    an_buf_add_uri_encoded(&q, cred.data, cred.len, false);
     an_buf_addf(&q, "&X-Amz-Date=%s&X-Amz-Expires=%lld&X-Amz-SignedHeaders=host", r->amz_date,
                 (long long)expires_s);
     exports_sigv4_header hh = {"host", host};
@@ -247,9 +231,9 @@ static void amz_now(char out[17])
 static void object_path(const s3_storage *s, const char *key, an_buf *out)
 {
     an_buf_addf(out, "%s/", s->base_path);
-    exports_uri_encode(out, s->bucket, strlen(s->bucket), false);
+    an_buf_add_uri_encoded(out, s->bucket, strlen(s->bucket), false);
     an_buf_addc(out, '/');
-    exports_uri_encode(out, key, strlen(key), true);
+    an_buf_add_uri_encoded(out, key, strlen(key), true);
 }
 
 static an_status file_sha256(const char *path, char hex[65], uint64_t *size, an_error *err)

@@ -219,21 +219,6 @@ static an_status on_row(void *ud, const an_ch_row *row, an_error *err)
     return AN_OK;
 }
 
-/* Unescape one TSV field in place (ClickHouse's escapes). */
-static void tsv_unescape(char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (*p == '\\' && p[1]) {
-            p++;
-            *o++ = *p == 't' ? '\t' : *p == 'n' ? '\n' : *p == '0' ? '\0' : *p;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-}
-
 /* Column names and types of an empty result, so an empty export still has
  * its header. */
 static an_status empty_header(exports_worker *w, const char *sql, exports_writer *out,
@@ -258,8 +243,8 @@ static an_status empty_header(exports_worker *w, const char *sql, exports_writer
         char *s1 = NULL, *s2 = NULL;
         for (char *a = strtok_r(lines[0], "\t", &s1), *b = strtok_r(lines[1], "\t", &s2);
              a && b && n < 1024; a = strtok_r(NULL, "\t", &s1), b = strtok_r(NULL, "\t", &s2)) {
-            tsv_unescape(a);
-            tsv_unescape(b);
+            a[an_ch_tsv_unescape(a, a, strlen(a))] = '\0';
+            b[an_ch_tsv_unescape(b, b, strlen(b))] = '\0';
             names[n] = a;
             types[n] = b;
             n++;
