@@ -583,15 +583,12 @@ static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable 
         an_buf_free(&sql);
         return s;
     }
-    int64_t t0 = an_time_mono_ms();
     s = an_ch_query(ch, an_buf_str(&sql), NULL, on_live_row, t, err);
     *code = an_ch_last_exception_code(ch);
-    int64_t took = an_time_mono_ms() - t0;
-    int timeout = metrics_reader_timeout_ms(ctx->conns);
-    if (s == AN_UNAVAILABLE && an_ch_last_exception_code(ch) == 0 && took >= timeout - 50)
+    if (s == AN_UNAVAILABLE && an_ch_last_timed_out(ch))
         s = an_error_set(err, AN_RESOURCE_EXHAUSTED,
                          "the query ran longer than %d ms (ANALYTICS_METRICS_QUERY_TIMEOUT)",
-                         timeout);
+                         metrics_reader_timeout_ms(ctx->conns));
     metrics_reader_put(ctx->conns, ch);
     an_buf_free(&sql);
     return s;
