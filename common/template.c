@@ -190,11 +190,6 @@ static an_status field_sql(an_buf *out, const char *name, const an_template_scop
     return AN_OK;
 }
 
-an_status an_template_field_sql(an_buf *out, const char *name, an_error *err)
-{
-    return field_sql(out, name, NULL, err);
-}
-
 bool an_template_column_parse(const char *name, const char *expr, an_template_column *out)
 {
     static const char head[] = "prop_values[indexOf(prop_keys, '", tail[] = "')]";

@@ -171,10 +171,6 @@ an_status an_template_params_from_json(const cJSON *obj, an_template_params *out
  * "dimensions[0]"). */
 an_status an_template_field_check(const char *field, const char *name, an_error *err);
 
-/* Append the SQL expression of a checked dimension name (a column, or
- * prop_values[indexOf(prop_keys, '<path>')]). */
-an_status an_template_field_sql(an_buf *out, const char *name, an_error *err);
-
 /* Which placeholders a template uses (bits of an_template_info.used). */
 enum {
     AN_TEMPLATE_USES_EVENTS = 1 << 0,

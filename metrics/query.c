@@ -555,16 +555,11 @@ static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable 
                                .ncolumns = ncols};
     an_buf sql = AN_BUF_INIT;
     an_buf_adds(&sql, "SELECT * FROM (");
-    size_t at = sql.len;
     an_status s =
         an_template_bind(q->def->query, strlen(q->def->query), q->params, &scope, &sql, err);
     if (s != AN_OK) {
         an_buf_free(&sql);
         return s;
-    }
-    if (sql.len == at) {
-        an_buf_free(&sql);
-        return an_error_field(err, AN_INVALID_ARGUMENT, "query", "query: empty template");
     }
     an_buf_addc(&sql, ')');
     if (q->preview && t->has_bucket) {
