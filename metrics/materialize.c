@@ -59,14 +59,10 @@ static bool stopping(metrics_materializer *m)
 /* Sleep up to ms, less when stopping. */
 static void nap(metrics_materializer *m, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
-    ts.tv_sec += ms / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    int64_t deadline = an_time_mono_ms() + ms;
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
-        if (pthread_cond_timedwait(&m->cv, &m->mu, &ts) == ETIMEDOUT)
+        if (an_time_cond_wait_until(&m->cv, &m->mu, deadline) == ETIMEDOUT)
             break;
     }
     pthread_mutex_unlock(&m->mu);
@@ -702,7 +698,7 @@ an_status metrics_materializer_start(metrics_ctx *ctx, an_error *err)
     metrics_materializer *m = calloc(1, sizeof(*m));
     m->ctx = ctx;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
+    an_time_cond_init_mono(&m->cv);
     ctx->mat = m;
     if (ctx->scheduler) {
         if (pthread_create(&m->sched, NULL, scheduler_main, m) != 0)
