@@ -715,6 +715,7 @@ struct an_ch {
     an_ch_retry_fn on_retry;
     void *on_retry_ud;
     int last_code;
+    bool last_timed_out; /* the last request got no (whole) answer in time */
     an_ch_stats stats;
     uint64_t rng;
     an_buf url, sql, scratch;
@@ -880,6 +881,7 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
 {
     CURL *c = ch->curl;
     ch->last_code = 0;
+    ch->last_timed_out = false;
     curl_easy_setopt(c, CURLOPT_URL, ch->url.data);
     if (method_get) {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -917,6 +919,7 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
                 ch->last_code = code;
                 return st;
             }
+            ch->last_timed_out = rc == CURLE_OPERATION_TIMEDOUT;
             return an_error_set(err, AN_UNAVAILABLE,
                                 "clickhouse: transfer broken after the response started: %s", why);
         }
@@ -924,11 +927,13 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
         bool retryable = before_send || (retry_after_send && rc != CURLE_OPERATION_TIMEDOUT);
         if (!retryable || attempt >= ch->max_retries) {
             ch->req = NULL;
-            if (!before_send && rc == CURLE_OPERATION_TIMEDOUT)
+            if (!before_send && rc == CURLE_OPERATION_TIMEDOUT) {
+                ch->last_timed_out = true;
                 return an_error_set(err, AN_UNAVAILABLE,
                                     "clickhouse: no response within %d ms (%s); the query may "
                                     "still run on the server",
                                     ch->query_timeout_ms, why);
+            }
             if (!before_send && !retry_after_send)
                 return an_error_set(err, AN_UNAVAILABLE,
                                     "clickhouse: connection lost before the response (%s); the "
@@ -1113,6 +1118,11 @@ int an_ch_last_exception_code(const an_ch *ch)
     return ch ? ch->last_code : 0;
 }
 
+bool an_ch_last_timed_out(const an_ch *ch)
+{
+    return ch ? ch->last_timed_out : false;
+}
+
 void an_ch_get_stats(const an_ch *ch, an_ch_stats *out)
 {
     *out = ch->stats;
@@ -1143,6 +1153,7 @@ an_status an_ch_query(an_ch *ch, const char *sql, const an_ch_settings *settings
         err = &scratch;
     an_error_clear(err);
     ch->last_code = 0;
+    ch->last_timed_out = false;
     an_status st = sql_with_format(ch, sql, RESULT_FORMAT, err);
     if (st == AN_OK)
         st = start_url(ch, settings, err);
@@ -1179,6 +1190,7 @@ an_status an_ch_query_buf(an_ch *ch, const char *sql, const char *format,
                           const an_ch_settings *settings, an_buf *out, an_error *err)
 {
     ch->last_code = 0;
+    ch->last_timed_out = false;
     if (!format)
         format = "TabSeparated";
     if (!is_format_name(format))
@@ -1222,6 +1234,7 @@ static an_status check_quiet_body(an_ch *ch, request *r, an_error *err)
 an_status an_ch_exec(an_ch *ch, const char *sql, const an_ch_settings *settings, an_error *err)
 {
     ch->last_code = 0;
+    ch->last_timed_out = false;
     an_status st = sql_with_format(ch, sql, NULL, err);
     if (st == AN_OK)
         st = start_url(ch, settings, err);
@@ -1239,6 +1252,7 @@ an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, s
                            const an_ch_settings *settings, unsigned flags, an_error *err)
 {
     ch->last_code = 0;
+    ch->last_timed_out = false;
     if (!statement || !*statement)
         return an_error_field(err, AN_INVALID_ARGUMENT, "statement", "empty insert statement");
     an_status st = start_url(ch, settings, err);
@@ -1801,6 +1815,7 @@ an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings
                        an_error *err)
 {
     ch->last_code = 0;
+    ch->last_timed_out = false;
     if (b->rows == 0)
         return AN_OK;
     if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
@@ -1981,6 +1996,7 @@ an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *se
 {
     *out = NULL;
     ch->last_code = 0;
+    ch->last_timed_out = false;
     if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
         an_status st = check_schema(ch, b, err);
         if (st != AN_OK)

@@ -107,6 +107,12 @@ void an_ch_free(an_ch *ch);
  * succeeded or failed without a server exception. */
 int an_ch_last_exception_code(const an_ch *ch);
 
+/* Whether the last request failed because no answer, or no whole answer, came
+ * within the query timeout after it was sent (curl's timeout; the error is then
+ * AN_UNAVAILABLE and the query may still run on the server). False when it
+ * succeeded, failed otherwise, or ch is NULL. */
+bool an_ch_last_timed_out(const an_ch *ch);
+
 void an_ch_get_stats(const an_ch *ch, an_ch_stats *out);
 
 /* GET /ping: AN_OK when the server answers "Ok.". Retried like a read. */

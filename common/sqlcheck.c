@@ -888,16 +888,21 @@ static int ends_operand(const walker *w, size_t p)
     }
 }
 
-/* Is name k's value defined somewhere in the query: after AS, right after
- * an operand (implicit alias: SELECT expr x), or as a lambda parameter? */
-static int pushdown_name_defined(const walker *w, size_t k)
+/* Is name k's value defined somewhere in the query: after AS, or (implicit)
+ * also right after an operand (implicit alias: SELECT expr x) or as a lambda
+ * parameter? */
+static int name_defined(const walker *w, size_t k, int implicit)
 {
     const token *t = tok(w, k);
-    for (size_t j = 0; j + 1 < w->n; j++) {
+    for (size_t j = 0; j + 1 < w->n; j++) { /* the last token is TK_END */
         if (!is_name(w, j) || w->t[j].vlen != t->vlen ||
             memcmp(w->sql + w->t[j].voff, w->sql + t->voff, t->vlen) != 0)
             continue;
-        if (after_as(w, j) || tok(w, j + 1)->type == TK_ARROW)
+        if (after_as(w, j))
+            return 1;
+        if (!implicit)
+            continue;
+        if (tok(w, j + 1)->type == TK_ARROW)
             return 1;
         if (j > 0 && !after_dot(w, j) && ends_operand(w, j - 1))
             return 1; /* SELECT expr x, CASE ... END x */
@@ -972,7 +977,7 @@ static int pushdown_ok(const walker *w, size_t a, size_t b, size_t alias)
         if (t->type == TK_WORD && (word_in(w, k, expr_start_words) || word_is(w, k, "as") ||
                                    word_in(w, k, table_follow_words)))
             return 0;
-        if (find_table(w, k) || pushdown_name_defined(w, k))
+        if (find_table(w, k) || name_defined(w, k, 1))
             return 0;
     }
     return 1;
@@ -1287,17 +1292,6 @@ static an_status in_operator(walker *w)
     return AN_OK;
 }
 
-/* Is the template defining an alias with name k's value somewhere (AS x)? */
-static int defined_as_alias(const walker *w, size_t k)
-{
-    const token *t = tok(w, k);
-    for (size_t j = 1; j < w->n; j++)
-        if (after_as(w, j) && is_name(w, j) && w->t[j].vlen == t->vlen &&
-            memcmp(w->sql + w->t[j].voff, w->sql + t->voff, t->vlen) == 0)
-            return 1;
-    return 0;
-}
-
 /* A reference to a tenant column is fine after an operator or a keyword
  * that starts an operand; anything else would make it a name. */
 static an_status check_tenant_reference(walker *w, size_t k)
@@ -1427,7 +1421,7 @@ static an_status expr_token(walker *w, int from_ok)
      * template defines an alias of that name (count() AS events). */
     for (const an_sqlcheck_table *tb = w->o->tables; tb->name; tb++)
         if (name_eq_ci(w, k, tb->name, strlen(tb->name)) && tok(w, k + 1)->type != TK_DOT &&
-            !defined_as_alias(w, k))
+            !name_defined(w, k, 0))
             return fail(w, k, "table %s can only be read after FROM, JOIN or IN (tables: %s)",
                         show(w, k, name, sizeof(name)), table_list(w, list, sizeof(list)));
     if (is_tenant_column(w, k) && (st = check_tenant_reference(w, k)) != AN_OK)

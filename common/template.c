@@ -190,11 +190,6 @@ static an_status field_sql(an_buf *out, const char *name, const an_template_scop
     return AN_OK;
 }
 
-an_status an_template_field_sql(an_buf *out, const char *name, an_error *err)
-{
-    return field_sql(out, name, NULL, err);
-}
-
 bool an_template_column_parse(const char *name, const char *expr, an_template_column *out)
 {
     static const char head[] = "prop_values[indexOf(prop_keys, '", tail[] = "')]";
@@ -225,6 +220,36 @@ static void member_name(char *dst, size_t n, const char *array, size_t i, const 
         snprintf(dst, n, "%s[%zu].%s", array, i, member);
     else
         snprintf(dst, n, "%s[%zu]", array, i);
+}
+
+an_status an_template_dimensions_from_json(const cJSON *arr, const char *field, char ***out,
+                                           size_t *n, an_error *err)
+{
+    if (!arr || cJSON_IsNull(arr))
+        return AN_OK;
+    int len = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    if (len < 0 || len > AN_TEMPLATE_MAX_DIMENSIONS)
+        return an_error_field(err, AN_INVALID_ARGUMENT, field,
+                              "%s: expected an array of at most %d names", field,
+                              AN_TEMPLATE_MAX_DIMENSIONS);
+    *out = calloc((size_t)len + 1, sizeof(char *));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr)
+    {
+        char name[64];
+        member_name(name, sizeof(name), field, *n, NULL);
+        if (!cJSON_IsString(e))
+            return an_error_field(err, AN_INVALID_ARGUMENT, name, "%s: expected a string", name);
+        an_status s = an_template_field_check(name, e->valuestring, err);
+        if (s != AN_OK)
+            return s;
+        for (size_t k = 0; k < *n; k++)
+            if (strcmp((*out)[k], e->valuestring) == 0)
+                return an_error_field(err, AN_INVALID_ARGUMENT, name,
+                                      "%s: %s is already a dimension", name, e->valuestring);
+        (*out)[(*n)++] = strdup(e->valuestring);
+    }
+    return AN_OK;
 }
 
 static an_status value_from_json(const cJSON *j, const char *field, an_template_value *out,
@@ -392,31 +417,10 @@ static an_status params_from_json(const cJSON *obj, an_template_params *out, an_
             return s;
     }
 
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(obj, "dimensions");
-    if (d && !cJSON_IsNull(d)) {
-        int n = cJSON_IsArray(d) ? cJSON_GetArraySize(d) : -1;
-        if (n < 0 || n > AN_TEMPLATE_MAX_DIMENSIONS)
-            return an_error_field(err, AN_INVALID_ARGUMENT, "dimensions",
-                                  "dimensions: expected an array of at most %d names",
-                                  AN_TEMPLATE_MAX_DIMENSIONS);
-        out->dimensions = calloc((size_t)n + 1, sizeof(char *));
-        const cJSON *e;
-        cJSON_ArrayForEach(e, d)
-        {
-            char field[64];
-            member_name(field, sizeof(field), "dimensions", out->ndimensions, NULL);
-            if (!cJSON_IsString(e))
-                return an_error_field(err, AN_INVALID_ARGUMENT, field, "%s: expected a string",
-                                      field);
-            if ((s = an_template_field_check(field, e->valuestring, err)) != AN_OK)
-                return s;
-            for (size_t k = 0; k < out->ndimensions; k++)
-                if (strcmp(out->dimensions[k], e->valuestring) == 0)
-                    return an_error_field(err, AN_INVALID_ARGUMENT, field,
-                                          "%s: %s is already a dimension", field, e->valuestring);
-            out->dimensions[out->ndimensions++] = strdup(e->valuestring);
-        }
-    }
+    if ((s = an_template_dimensions_from_json(cJSON_GetObjectItemCaseSensitive(obj, "dimensions"),
+                                              "dimensions", &out->dimensions, &out->ndimensions,
+                                              err)) != AN_OK)
+        return s;
 
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, "filters");
     if (f && !cJSON_IsNull(f)) {

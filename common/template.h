@@ -171,9 +171,15 @@ an_status an_template_params_from_json(const cJSON *obj, an_template_params *out
  * "dimensions[0]"). */
 an_status an_template_field_check(const char *field, const char *name, an_error *err);
 
-/* Append the SQL expression of a checked dimension name (a column, or
- * prop_values[indexOf(prop_keys, '<path>')]). */
-an_status an_template_field_sql(an_buf *out, const char *name, an_error *err);
+/* Parse a JSON array of dimension names (at most AN_TEMPLATE_MAX_DIMENSIONS,
+ * each passing an_template_field_check, none twice) into a fresh
+ * NULL-terminated *out of strdup'd names, counting them in *n; *out and *n
+ * must start NULL and 0. arr NULL or JSON null: nothing is given. On
+ * failure AN_INVALID_ARGUMENT names field ("dimensions") or one element
+ * ("dimensions[1]"); *out and *n then hold the names parsed so far. The
+ * caller frees each (*out)[i] and *out, on success and on failure. */
+an_status an_template_dimensions_from_json(const cJSON *arr, const char *field, char ***out,
+                                           size_t *n, an_error *err);
 
 /* Which placeholders a template uses (bits of an_template_info.used). */
 enum {

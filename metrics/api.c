@@ -87,18 +87,21 @@ static an_status not_found(const char *id, an_error *err)
 }
 
 /* The definition of id, from the Redis cache or ClickHouse (fresh: always
- * ClickHouse, for changes). Remembered in the cache either way. */
-static an_status load_def(metrics_ctx *ctx, const char *id, bool fresh, metric_def *out,
-                          an_error *err)
+ * ClickHouse, for changes). Remembered in the cache either way. held: a
+ * Redis connection the caller holds (and keeps), or NULL to take one from
+ * the pool for the call. */
+static an_status load_def(metrics_ctx *ctx, const char *id, bool fresh, redisContext *held,
+                          metric_def *out, an_error *err)
 {
-    redisContext *r = NULL;
+    redisContext *r = held;
     an_error ce;
     an_error_clear(&ce);
-    bool have_redis = metrics_redis_take(ctx->conns, &r, &ce) == AN_OK;
+    bool have_redis = held || metrics_redis_take(ctx->conns, &r, &ce) == AN_OK;
     if (have_redis && !fresh) {
         bool hit = false;
         if (metrics_cache_def_get(r, ctx->redis_prefix, id, out, &hit, &ce) == AN_OK && hit) {
-            metrics_redis_put(ctx->conns, r);
+            if (!held)
+                metrics_redis_put(ctx->conns, r);
             return AN_OK;
         }
     }
@@ -115,7 +118,8 @@ static an_status load_def(metrics_ctx *ctx, const char *id, bool fresh, metric_d
         an_warn("definition cache: %s", ce.message);
         an_prom_counter_inc(ctx->cache_errors);
     }
-    metrics_redis_put(ctx->conns, r);
+    if (!held)
+        metrics_redis_put(ctx->conns, r);
     return s;
 }
 
@@ -255,7 +259,7 @@ an_status metrics_handle_get(an_request *req, cJSON **data, an_error *err)
     if (s != AN_OK)
         return s;
     metric_def d;
-    if ((s = load_def(ctx, id, false, &d, err)) != AN_OK)
+    if ((s = load_def(ctx, id, false, NULL, &d, err)) != AN_OK)
         return s;
     if (visible(req->auth, &d))
         *data = metrics_def_to_json(&d);
@@ -381,7 +385,7 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
     memset(&next, 0, sizeof(next));
     if ((s = lock_take(r, &lock, lock_key, err)) != AN_OK)
         goto out;
-    if ((s = load_def(ctx, id, true, &cur, err)) != AN_OK)
+    if ((s = load_def(ctx, id, true, r, &cur, err)) != AN_OK)
         goto out;
     if (!visible(req->auth, &cur)) {
         s = not_found(id, err);
@@ -530,7 +534,7 @@ an_status metrics_handle_query(an_request *req, cJSON **data, an_error *err)
     memset(&d, 0, sizeof(d));
     if ((s = metrics_query_options(body, &q, err)) != AN_OK)
         goto out;
-    if ((s = load_def(ctx, id, false, &d, err)) != AN_OK) {
+    if ((s = load_def(ctx, id, false, NULL, &d, err)) != AN_OK) {
         if (s == AN_NOT_FOUND)
             an_error_field(err, AN_NOT_FOUND, "metricId", "metric %s not found", id);
         goto out;

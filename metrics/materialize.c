@@ -11,6 +11,7 @@
 #include "metrics/columns.h"
 #include "metrics/metric.h"
 #include "metrics/store.h"
+#include "metrics/template.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -58,14 +59,10 @@ static bool stopping(metrics_materializer *m)
 /* Sleep up to ms, less when stopping. */
 static void nap(metrics_materializer *m, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
-    ts.tv_sec += ms / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    int64_t deadline = an_time_mono_ms() + ms;
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
-        if (pthread_cond_timedwait(&m->cv, &m->mu, &ts) == ETIMEDOUT)
+        if (an_time_cond_wait_until(&m->cv, &m->mu, deadline) == ETIMEDOUT)
             break;
     }
     pthread_mutex_unlock(&m->mu);
@@ -241,7 +238,9 @@ typedef struct collect {
     char **strings; /* tenant ids and dimension JSON the rows point to */
     size_t nstr, capstr;
     bool located;
-    size_t bucket_col, value_col, tenant_col, dim_col[AN_TEMPLATE_MAX_DIMENSIONS];
+    size_t bucket_col, value_col, tenant_col;
+    /* the dimensions in name order (canonical JSON): d's index, result column */
+    size_t sorted_dim[AN_TEMPLATE_MAX_DIMENSIONS], sorted_col[AN_TEMPLATE_MAX_DIMENSIONS];
     int64_t from_ms, to_ms;
 } collect;
 
@@ -258,6 +257,40 @@ static const char *keep(collect *c, char *s)
     return s;
 }
 
+/* A new slot at the end of c->v. */
+static store_value *add_value(collect *c)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        store_value *bigger = realloc(c->v, c->cap * sizeof(*bigger));
+        if (!bigger)
+            abort();
+        c->v = bigger;
+    }
+    return &c->v[c->n++];
+}
+
+/* The dimensions of d in name order, with their result columns. */
+static void sort_dimensions(collect *c, const metrics_result_columns *rc)
+{
+    const metric_def *d = c->d;
+    for (size_t k = 0; k < d->mat.ndimensions; k++) {
+        c->sorted_dim[k] = k;
+        c->sorted_col[k] = rc->dim_col[k];
+    }
+    for (size_t a = 1; a < d->mat.ndimensions; a++) /* insertion sort, at most 8 */
+        for (size_t k = a; k > 0 && strcmp(d->mat.dimensions[c->sorted_dim[k - 1]],
+                                           d->mat.dimensions[c->sorted_dim[k]]) > 0;
+             k--) {
+            size_t tn = c->sorted_dim[k];
+            c->sorted_dim[k] = c->sorted_dim[k - 1];
+            c->sorted_dim[k - 1] = tn;
+            size_t tc = c->sorted_col[k];
+            c->sorted_col[k] = c->sorted_col[k - 1];
+            c->sorted_col[k - 1] = tc;
+        }
+}
+
 static void collect_free(collect *c)
 {
     for (size_t i = 0; i < c->nstr; i++)
@@ -271,31 +304,16 @@ static an_status on_row(void *ud, const an_ch_row *row, an_error *err)
     collect *c = ud;
     const metric_def *d = c->d;
     if (!c->located) {
-        size_t found = 0;
-        bool b = false, v = false, t = c->tenant != NULL;
-        for (size_t i = 0; i < row->ncols; i++) {
-            const char *name = row->names[i];
-            if (strcmp(name, "bucket") == 0) {
-                c->bucket_col = i;
-                b = true;
-            } else if (strcmp(name, "value") == 0) {
-                c->value_col = i;
-                v = true;
-            } else if (strcmp(name, AN_TEMPLATE_TENANT_ALIAS) == 0) {
-                c->tenant_col = i;
-                t = true;
-            } else if (strncmp(name, "dim_", 4) == 0) {
-                char *end;
-                unsigned long k = strtoul(name + 4, &end, 10);
-                if (*end == '\0' && end != name + 4 && k < d->mat.ndimensions) {
-                    c->dim_col[k] = i;
-                    found++;
-                }
-            }
-        }
-        if (!b || !v || !t || found != d->mat.ndimensions)
+        metrics_result_columns rc;
+        metrics_template_locate_columns(row, d->mat.ndimensions, &rc);
+        if (!rc.has_bucket || !rc.has_value || !(c->tenant != NULL || rc.has_tenant) ||
+            rc.ndims_found != d->mat.ndimensions)
             return an_error_set(err, AN_INVALID_ARGUMENT,
                                 "the template's result lacks bucket, value or a dimension");
+        c->bucket_col = rc.bucket_col;
+        c->value_col = rc.value_col;
+        c->tenant_col = rc.tenant_col;
+        sort_dimensions(c, &rc);
         c->located = true;
     }
     if (c->n >= MAX_VALUES)
@@ -311,41 +329,21 @@ static an_status on_row(void *ud, const an_ch_row *row, an_error *err)
         return AN_OK;
     /* canonical dimensions: a JSON object with the names sorted */
     cJSON *o = cJSON_CreateObject();
-    char **names = calloc(d->mat.ndimensions + 1, sizeof(char *));
-    size_t *cols = calloc(d->mat.ndimensions + 1, sizeof(size_t));
     for (size_t k = 0; k < d->mat.ndimensions; k++) {
-        names[k] = d->mat.dimensions[k];
-        cols[k] = c->dim_col[k];
+        const char *val = row->fields[c->sorted_col[k]];
+        cJSON_AddStringToObject(o, d->mat.dimensions[c->sorted_dim[k]], val ? val : "");
     }
-    for (size_t a = 1; a < d->mat.ndimensions; a++) /* insertion sort, at most 8 */
-        for (size_t k = a; k > 0 && strcmp(names[k - 1], names[k]) > 0; k--) {
-            char *tn = names[k];
-            names[k] = names[k - 1];
-            names[k - 1] = tn;
-            size_t tc = cols[k];
-            cols[k] = cols[k - 1];
-            cols[k - 1] = tc;
-        }
-    for (size_t k = 0; k < d->mat.ndimensions; k++) {
-        const char *val = row->fields[cols[k]];
-        cJSON_AddStringToObject(o, names[k], val ? val : "");
-    }
-    free(names);
-    free(cols);
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 256;
-        store_value *bigger = realloc(c->v, c->cap * sizeof(*bigger));
-        if (!bigger)
-            abort();
-        c->v = bigger;
-    }
-    store_value *sv = &c->v[c->n++];
+    store_value *sv = add_value(c);
     sv->deleted = false;
     sv->bucket_ms = bucket;
     sv->dimensions = keep(c, cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
-    const char *tv = c->tenant ? c->tenant : row->fields[c->tenant_col];
-    sv->tenant_id = keep(c, strdup(tv ? tv : ""));
+    if (c->tenant) { /* fixed: outlives c */
+        sv->tenant_id = c->tenant;
+    } else {
+        const char *tv = row->fields[c->tenant_col];
+        sv->tenant_id = keep(c, strdup(tv ? tv : ""));
+    }
     const char *val = row->fields[c->value_col];
     char *end = NULL;
     sv->value = val ? strtod(val, &end) : NAN;
@@ -406,14 +404,7 @@ static an_status on_existing(void *ud, const char *tenant_id, int64_t bucket_ms,
         return AN_OK;
     /* a key the recomputation no longer produces: tombstone it */
     collect *c = st->c;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 256;
-        store_value *bigger = realloc(c->v, c->cap * sizeof(*bigger));
-        if (!bigger)
-            abort();
-        c->v = bigger;
-    }
-    store_value *sv = &c->v[c->n++];
+    store_value *sv = add_value(c);
     sv->tenant_id = keep(c, strdup(tenant_id));
     sv->bucket_ms = bucket_ms;
     sv->dimensions = keep(c, strdup(dimensions));
@@ -707,7 +698,7 @@ an_status metrics_materializer_start(metrics_ctx *ctx, an_error *err)
     metrics_materializer *m = calloc(1, sizeof(*m));
     m->ctx = ctx;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
+    an_time_cond_init_mono(&m->cv);
     ctx->mat = m;
     if (ctx->scheduler) {
         if (pthread_create(&m->sched, NULL, scheduler_main, m) != 0)

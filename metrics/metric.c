@@ -272,32 +272,9 @@ static an_status set_materialize(metric_def *d, const cJSON *v, an_error *err)
                                   METRIC_LOOKBACK_MAX);
         d->mat.lookback = lb->valueint;
     }
-    const cJSON *dims = cJSON_GetObjectItemCaseSensitive(v, "dimensions");
-    if (dims && !cJSON_IsNull(dims)) {
-        int n = cJSON_IsArray(dims) ? cJSON_GetArraySize(dims) : -1;
-        if (n < 0 || n > AN_TEMPLATE_MAX_DIMENSIONS)
-            return an_error_field(err, AN_INVALID_ARGUMENT, "materialize.dimensions",
-                                  "materialize.dimensions: expected an array of at most %d names",
-                                  AN_TEMPLATE_MAX_DIMENSIONS);
-        d->mat.dimensions = calloc((size_t)n + 1, sizeof(char *));
-        cJSON_ArrayForEach(e, dims)
-        {
-            char field[64];
-            snprintf(field, sizeof(field), "materialize.dimensions[%zu]", d->mat.ndimensions);
-            if (!cJSON_IsString(e))
-                return an_error_field(err, AN_INVALID_ARGUMENT, field, "%s: expected a string",
-                                      field);
-            an_status s = an_template_field_check(field, e->valuestring, err);
-            if (s != AN_OK)
-                return s;
-            for (size_t k = 0; k < d->mat.ndimensions; k++)
-                if (strcmp(d->mat.dimensions[k], e->valuestring) == 0)
-                    return an_error_field(err, AN_INVALID_ARGUMENT, field, "%s: given twice",
-                                          field);
-            d->mat.dimensions[d->mat.ndimensions++] = strdup(e->valuestring);
-        }
-    }
-    return AN_OK;
+    return an_template_dimensions_from_json(cJSON_GetObjectItemCaseSensitive(v, "dimensions"),
+                                            "materialize.dimensions", &d->mat.dimensions,
+                                            &d->mat.ndimensions, err);
 }
 
 /* A schedule needs a template that can be computed per bucket and window. */

@@ -7,6 +7,7 @@
 #include "metrics/cache.h"
 #include "metrics/columns.h"
 #include "metrics/store.h"
+#include "metrics/template.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -101,37 +102,26 @@ static bool take_bucket(const qtable *t, int64_t ms, int64_t *out)
 static an_status locate_columns(qtable *t, const an_ch_row *row, an_error *err)
 {
     const query_request *q = t->q;
-    bool found_value = false, found_bucket = false;
-    size_t found_dims = 0;
-    for (size_t c = 0; c < row->ncols; c++) {
-        const char *name = row->names[c];
-        if (strcmp(name, "value") == 0) {
-            t->value_col = c;
-            found_value = true;
-        } else if (strcmp(name, "bucket") == 0) {
-            t->bucket_col = c;
-            found_bucket = true;
-            if (t->has_bucket && strncmp(row->types[c], "DateTime", 8) != 0)
-                return an_error_field(err, AN_INVALID_ARGUMENT, "query",
-                                      "query: the bucket column is %s, not a DateTime: write "
-                                      "{{bucket}} AS bucket",
-                                      row->types[c]);
-        } else if (q->per_tenant && strcmp(name, AN_TEMPLATE_TENANT_ALIAS) == 0) {
-            t->dim_col[0] = c;
-            found_dims++;
-        } else if (strncmp(name, "dim_", 4) == 0) {
-            char *end;
-            unsigned long i = strtoul(name + 4, &end, 10);
-            if (*end == '\0' && end != name + 4 && i < q->params->ndimensions) {
-                t->dim_col[i + (q->per_tenant ? 1 : 0)] = c;
-                found_dims++;
-            }
-        }
+    metrics_result_columns rc;
+    metrics_template_locate_columns(row, q->params->ndimensions, &rc);
+    if (t->has_bucket && rc.has_bucket && strncmp(row->types[rc.bucket_col], "DateTime", 8) != 0)
+        return an_error_field(err, AN_INVALID_ARGUMENT, "query",
+                              "query: the bucket column is %s, not a DateTime: write "
+                              "{{bucket}} AS bucket",
+                              row->types[rc.bucket_col]);
+    t->value_col = rc.value_col;
+    t->bucket_col = rc.bucket_col;
+    size_t off = q->per_tenant ? 1 : 0, found_dims = rc.ndims_found;
+    if (q->per_tenant && rc.has_tenant) {
+        t->dim_col[0] = rc.tenant_col;
+        found_dims++;
     }
-    if (!found_value)
+    for (size_t i = 0; i < q->params->ndimensions; i++)
+        t->dim_col[i + off] = rc.dim_col[i];
+    if (!rc.has_value)
         return an_error_field(err, AN_INVALID_ARGUMENT, "query",
                               "query: the template must return a column named value");
-    if (t->has_bucket && !found_bucket)
+    if (t->has_bucket && !rc.has_bucket)
         return an_error_field(err, AN_INVALID_ARGUMENT, "query",
                               "query: a template with {{bucket}} must return it as a column "
                               "named bucket ({{bucket}} AS bucket)");
@@ -555,16 +545,11 @@ static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable 
                                .ncolumns = ncols};
     an_buf sql = AN_BUF_INIT;
     an_buf_adds(&sql, "SELECT * FROM (");
-    size_t at = sql.len;
     an_status s =
         an_template_bind(q->def->query, strlen(q->def->query), q->params, &scope, &sql, err);
     if (s != AN_OK) {
         an_buf_free(&sql);
         return s;
-    }
-    if (sql.len == at) {
-        an_buf_free(&sql);
-        return an_error_field(err, AN_INVALID_ARGUMENT, "query", "query: empty template");
     }
     an_buf_addc(&sql, ')');
     if (q->preview && t->has_bucket) {
@@ -583,15 +568,12 @@ static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable 
         an_buf_free(&sql);
         return s;
     }
-    int64_t t0 = an_time_mono_ms();
     s = an_ch_query(ch, an_buf_str(&sql), NULL, on_live_row, t, err);
     *code = an_ch_last_exception_code(ch);
-    int64_t took = an_time_mono_ms() - t0;
-    int timeout = metrics_reader_timeout_ms(ctx->conns);
-    if (s == AN_UNAVAILABLE && an_ch_last_exception_code(ch) == 0 && took >= timeout - 50)
+    if (s == AN_UNAVAILABLE && an_ch_last_timed_out(ch))
         s = an_error_set(err, AN_RESOURCE_EXHAUSTED,
                          "the query ran longer than %d ms (ANALYTICS_METRICS_QUERY_TIMEOUT)",
-                         timeout);
+                         metrics_reader_timeout_ms(ctx->conns));
     metrics_reader_put(ctx->conns, ch);
     an_buf_free(&sql);
     return s;

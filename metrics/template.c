@@ -19,6 +19,32 @@ bool metrics_template_numeric_type(const char *type)
     return false;
 }
 
+void metrics_template_locate_columns(const an_ch_row *row, size_t ndims,
+                                     metrics_result_columns *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t c = 0; c < row->ncols; c++) {
+        const char *name = row->names[c];
+        if (strcmp(name, "value") == 0) {
+            out->value_col = c;
+            out->has_value = true;
+        } else if (strcmp(name, "bucket") == 0) {
+            out->bucket_col = c;
+            out->has_bucket = true;
+        } else if (strcmp(name, AN_TEMPLATE_TENANT_ALIAS) == 0) {
+            out->tenant_col = c;
+            out->has_tenant = true;
+        } else if (strncmp(name, "dim_", 4) == 0) {
+            char *end;
+            unsigned long k = strtoul(name + 4, &end, 10);
+            if (*end == '\0' && end != name + 4 && k < ndims && k < AN_TEMPLATE_MAX_DIMENSIONS) {
+                out->dim_col[k] = c;
+                out->ndims_found++;
+            }
+        }
+    }
+}
+
 typedef struct described {
     bool value_ok, has_value, has_bucket, bucket_ok;
     size_t dims;
