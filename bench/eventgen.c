@@ -316,27 +316,13 @@ typedef struct jw {
     bool comma[12];
 } jw;
 
-static void put_u64(an_buf *b, uint64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    an_buf_grow(b, (size_t)n);
-    while (n)
-        b->data[b->len++] = tmp[--n];
-    b->data[b->len] = '\0';
-}
-
 static void put_i64(an_buf *b, int64_t v)
 {
     if (v < 0) {
         an_buf_addc(b, '-');
-        put_u64(b, (uint64_t)0 - (uint64_t)v);
+        an_buf_add_u64(b, (uint64_t)0 - (uint64_t)v, 0);
     } else {
-        put_u64(b, (uint64_t)v);
+        an_buf_add_u64(b, (uint64_t)v, 0);
     }
 }
 
@@ -393,7 +379,7 @@ static void jw_id(jw *w, const char *k, const char *prefix, uint64_t v)
     jw_key(w, k);
     an_buf_addc(w->b, '"');
     an_buf_adds(w->b, prefix);
-    put_u64(w->b, v);
+    an_buf_add_u64(w->b, v, 0);
     an_buf_addc(w->b, '"');
 }
 
@@ -1593,12 +1579,18 @@ static bool add_hot_row(const opts *o, an_ch_batch *b, const event *e, int64_t n
     return true;
 }
 
+/* The subject event e is published on. */
+static void event_subject(const opts *o, const event *e, char *out, size_t n)
+{
+    snprintf(out, n, "%s.%s.%s", o->prefix, e->type->service, e->type->type);
+}
+
 /* One analytics_audit.events row: the envelope as published, its subject. */
 static void add_audit_row(const opts *o, an_ch_batch *b, const event *e, int64_t now_s,
                           uint64_t seq, an_buf *tmp)
 {
     char subject[256];
-    snprintf(subject, sizeof(subject), "%s.%s.%s", o->prefix, e->type->service, e->type->type);
+    event_subject(o, e, subject, sizeof(subject));
     an_buf_reset(tmp);
     envelope(e, tmp);
     an_ch_batch_add_cstr(b, e->tenant->id);
@@ -1722,6 +1714,33 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     natsMsg_Destroy(msg);
 }
 
+/* The publishers' connection (options kept for the caller to destroy). */
+static natsStatus connect_nats(const opts *o, natsOptions **nopts, natsConnection **nc)
+{
+    natsStatus s = natsOptions_Create(nopts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(*nopts, o->nats_url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(*nopts, "eventgen");
+    if (s == NATS_OK)
+        s = natsOptions_SetIOBufSize(*nopts, 256 * 1024);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, *nopts);
+    if (s != NATS_OK)
+        fprintf(stderr, "eventgen: connect to %s: %s\n", o->nats_url, natsStatus_GetText(s));
+    return s;
+}
+
+/* Event i as the body of a message and the subject it goes to. */
+static void next_event(const opts *o, gen *g, uint64_t i, event *e, an_buf *body, char *subject,
+                       size_t subject_size)
+{
+    gen_event(g, e, i, o->n);
+    an_buf_reset(body);
+    envelope(e, body);
+    event_subject(o, e, subject, subject_size);
+}
+
 static int run_publish(const opts *o, gen *g)
 {
     natsOptions *nopts = NULL;
@@ -1730,19 +1749,9 @@ static int run_publish(const opts *o, gen *g)
     jsOptions jo;
     pub_state st = {0};
     int rc = 1;
-    natsStatus s = natsOptions_Create(&nopts);
-    if (s == NATS_OK)
-        s = natsOptions_SetURL(nopts, o->nats_url);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(nopts, "eventgen");
-    if (s == NATS_OK)
-        s = natsOptions_SetIOBufSize(nopts, 256 * 1024);
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, nopts);
-    if (s != NATS_OK) {
-        fprintf(stderr, "eventgen: connect to %s: %s\n", o->nats_url, natsStatus_GetText(s));
+    natsStatus s = connect_nats(o, &nopts, &nc);
+    if (s != NATS_OK)
         goto out;
-    }
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = o->max_pending;
     jo.PublishAsync.AckHandler = on_ack;
@@ -1762,10 +1771,7 @@ static int run_publish(const opts *o, gen *g)
     int64_t t0 = an_time_mono_ms(), last_report = t0;
     for (uint64_t i = 0; (o->n == 0 || i < o->n) && !stop_requested; i++) {
         pace(o, t0, i);
-        gen_event(g, &e, i, o->n);
-        an_buf_reset(&body);
-        envelope(&e, &body);
-        snprintf(subject, sizeof(subject), "%s.%s.%s", o->prefix, e.type->service, e.type->type);
+        next_event(o, g, i, &e, &body, subject, sizeof(subject));
         po.MsgId = o->msg_id ? e.id : NULL;
         /* js_PublishAsync waits up to StallWait while MaxPending acks are
          * outstanding, then gives NATS_TIMEOUT: wait again, unless acks fail */
@@ -1924,19 +1930,9 @@ static int run_publish_lean(const opts *o, gen *g)
     lean_state st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     char reply_sub[128], reply[128];
     int rc = 1;
-    natsStatus s = natsOptions_Create(&nopts);
-    if (s == NATS_OK)
-        s = natsOptions_SetURL(nopts, o->nats_url);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(nopts, "eventgen");
-    if (s == NATS_OK)
-        s = natsOptions_SetIOBufSize(nopts, 256 * 1024);
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, nopts);
-    if (s != NATS_OK) {
-        fprintf(stderr, "eventgen: connect to %s: %s\n", o->nats_url, natsStatus_GetText(s));
+    natsStatus s = connect_nats(o, &nopts, &nc);
+    if (s != NATS_OK)
         goto out;
-    }
     if ((s = natsInbox_Create(&inbox)) != NATS_OK)
         goto out;
     snprintf(reply_sub, sizeof(reply_sub), "%s.*", (const char *)inbox);
@@ -1957,10 +1953,7 @@ static int run_publish_lean(const opts *o, gen *g)
     int64_t t0 = an_time_mono_ms(), last_report = t0;
     for (uint64_t i = 0; (o->n == 0 || i < o->n) && !stop_requested; i++) {
         pace(o, t0, i);
-        gen_event(g, &e, i, o->n);
-        an_buf_reset(&body);
-        envelope(&e, &body);
-        snprintf(subject, sizeof(subject), "%s.%s.%s", o->prefix, e.type->service, e.type->type);
+        next_event(o, g, i, &e, &body, subject, sizeof(subject));
         /* at the limit, wait until half the window is free again */
         if (atomic_load(&st.inflight) >= (uint64_t)o->max_pending &&
             !lean_wait(&st, (uint64_t)o->max_pending / 2, 30000)) {

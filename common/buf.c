@@ -155,6 +155,24 @@ void an_buf_add_uri_encoded(an_buf *b, const char *s, size_t n, bool keep_slash)
     b->data[b->len] = '\0';
 }
 
+void an_buf_add_u64(an_buf *b, uint64_t v, int min_digits)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n < min_digits && n < (int)sizeof(tmp))
+        tmp[n++] = '0';
+    an_buf_grow(b, (size_t)n);
+    char *p = b->data + b->len;
+    for (int i = n - 1; i >= 0; i--)
+        *p++ = tmp[i];
+    b->len += (size_t)n;
+    b->data[b->len] = '\0';
+}
+
 const char *an_buf_str(const an_buf *b)
 {
     return b->data ? b->data : "";

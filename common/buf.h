@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct an_buf {
     char *data; /* NUL-terminated; NULL only before the first write */
@@ -33,6 +34,9 @@ void an_buf_reset(an_buf *b);
  * - _ . ~) kept, and '/' too when keep_slash; every other byte as %XX
  * (uppercase). For URL parameters and S3 paths. */
 void an_buf_add_uri_encoded(an_buf *b, const char *s, size_t n, bool keep_slash);
+/* Append v in decimal, zero-padded to at least min_digits (up to 20),
+ * without printf (hot paths: TSV rows, JSON numbers). */
+void an_buf_add_u64(an_buf *b, uint64_t v, int min_digits);
 /* Cut the buffer back to its first len bytes (len <= b->len), e.g. to drop
  * what was appended since a mark. */
 void an_buf_setlen(an_buf *b, size_t len);

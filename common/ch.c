@@ -1433,25 +1433,6 @@ static void put_le(an_buf *o, uint64_t v, size_t width)
     an_buf_add(o, tmp, width);
 }
 
-/* Decimal text without printf (the hot path of a TSV batch). */
-static void put_u64_text(an_buf *o, uint64_t v, int min_digits)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n < min_digits)
-        tmp[n++] = '0';
-    an_buf_grow(o, (size_t)n);
-    char *p = o->data + o->len;
-    for (int i = n - 1; i >= 0; i--)
-        *p++ = tmp[i];
-    o->len += (size_t)n;
-    o->data[o->len] = '\0';
-}
-
 void an_ch_batch_add_str(an_ch_batch *b, const char *s, size_t len)
 {
     int t = next_field(b, true);
@@ -1578,7 +1559,7 @@ static void put_integer(an_ch_batch *b, bool neg, uint64_t mag)
     if (b->format == AN_CH_FORMAT_TSV) {
         if (neg)
             an_buf_addc(&b->data, '-');
-        put_u64_text(&b->data, mag, 1);
+        an_buf_add_u64(&b->data, mag, 1);
     } else {
         put_le(&b->data, neg ? (uint64_t)0 - mag : mag, width);
     }
@@ -1626,7 +1607,7 @@ void an_ch_batch_add_datetime(an_ch_batch *b, int64_t unix_seconds)
     if (b->format == AN_CH_FORMAT_TSV)
         /* Exactly 10 digits is read as a unix time whatever the server's
          * time zone, where "YYYY-MM-DD hh:mm:ss" would be read in it. */
-        put_u64_text(&b->data, (uint64_t)unix_seconds, 10);
+        an_buf_add_u64(&b->data, (uint64_t)unix_seconds, 10);
     else
         put_le(&b->data, (uint64_t)unix_seconds, 4);
 }
