@@ -25,6 +25,13 @@
  *   --lean            publish: same wire protocol, but hand-rolled on core NATS
  *                     (one reply subject, a counter of acks in flight) instead of
  *                     js_PublishAsync; about half the generator's CPU (see below)
+ *   --pregenerate     publish: make all N events before the first publish and
+ *                     keep them in memory (about 410 bytes each), so the
+ *                     publishing loop does nothing but publish; occurredAt is
+ *                     then the time each event was made
+ *   --wait-signal     publish: after making the events (with --pregenerate),
+ *                     wait for SIGUSR1 before the first publish; the
+ *                     "eventgen: generated=..." line on stderr says it is ready
  *   --hmac-key K      tsv: key of the actor hash (default $ANALYTICS_INGEST_HMAC_KEY,
  *                     else "eventgen")
  *   --key-id ID       tsv: actor_key_id column (default $ANALYTICS_INGEST_HMAC_KEY_ID, else "k1")
@@ -1420,7 +1427,8 @@ typedef struct opts {
     const char *hmac_key, *key_id;
     bool quiet;
     bool lean;
-    const char *tier; /* --tsv: hot or audit */
+    bool pregenerate, wait_signal; /* --publish */
+    const char *tier;              /* --tsv: hot or audit */
 } opts;
 
 static volatile sig_atomic_t stop_requested;
@@ -1669,15 +1677,21 @@ static void drain(natsConnection *nc)
 }
 
 /* The last line of --publish, read by bench/ingest.sh. cpu_s: this
- * process's user + system CPU, so a benchmark can tell what the generator
- * took from the machine. */
-static void report(uint64_t sent, uint64_t acked, uint64_t dups, uint64_t errors, double secs,
-                   uint64_t bytes)
+ * process's CPU since the first publish (cpu0 is what it had spent before),
+ * so a benchmark can tell what the generator took from the machine. */
+/* this process's user + system CPU */
+static double cpu_seconds(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void report(uint64_t sent, uint64_t acked, uint64_t dups, uint64_t errors, double secs,
+                   uint64_t bytes, double cpu0)
+{
+    double cpu = cpu_seconds() - cpu0;
     fprintf(stderr,
             "eventgen: published=%" PRIu64 " acked=%" PRIu64 " duplicates=%" PRIu64
             " errors=%" PRIu64 " seconds=%.3f events_per_s=%.0f bytes=%" PRIu64 " cpu_s=%.2f\n",
@@ -1741,6 +1755,79 @@ static void next_event(const opts *o, gen *g, uint64_t i, event *e, an_buf *body
     event_subject(o, e, subject, subject_size);
 }
 
+/* What the publishers send: event i made on the fly, or, with --pregenerate,
+ * every event made before the first publish and kept in one buffer as
+ * "subject\0id\0body\0", so the publishing loop only publishes. */
+typedef struct source {
+    const opts *o;
+    gen *g;
+    event e;
+    an_buf body;
+    char subject[256];
+    an_buf all;  /* --pregenerate */
+    size_t *at;  /* event i starts at all.data + at[i]; at[n] = all.len */
+    double cpu0; /* CPU seconds spent before the first publish */
+} source;
+
+typedef struct outgoing {
+    const char *subject, *id, *body;
+    size_t len;
+} outgoing;
+
+/* Make the events up front when asked, then, with --wait-signal, block until
+ * SIGUSR1 (blocked since main, so one sent early is not lost): bench/ingest.sh
+ * starts its clock and CPU counters, then sends it. */
+static void source_init(source *src, const opts *o, gen *g)
+{
+    *src = (source){.o = o, .g = g, .body = AN_BUF_INIT, .all = AN_BUF_INIT};
+    if (o->pregenerate && o->n > 0) {
+        int64_t t0 = an_time_mono_ms();
+        src->at = malloc((o->n + 1) * sizeof(*src->at));
+        if (!src->at)
+            abort();
+        for (uint64_t i = 0; i < o->n; i++) {
+            next_event(o, g, i, &src->e, &src->body, src->subject, sizeof(src->subject));
+            src->at[i] = src->all.len;
+            an_buf_add(&src->all, src->subject, strlen(src->subject) + 1);
+            an_buf_add(&src->all, src->e.id, strlen(src->e.id) + 1);
+            an_buf_add(&src->all, src->body.data, src->body.len);
+            an_buf_addc(&src->all, '\0');
+        }
+        src->at[o->n] = src->all.len;
+        fprintf(stderr, "eventgen: generated=%" PRIu64 " bytes=%zu seconds=%.3f cpu_s=%.2f\n", o->n,
+                src->all.len, (double)(an_time_mono_ms() - t0) / 1000.0, cpu_seconds());
+    }
+    if (o->wait_signal) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        int sig = 0;
+        while (sigwait(&set, &sig) != 0 || sig != SIGUSR1)
+            ;
+    }
+    src->cpu0 = cpu_seconds();
+}
+
+static outgoing source_next(source *src, uint64_t i)
+{
+    if (src->at) {
+        const char *subject = src->all.data + src->at[i];
+        const char *id = subject + strlen(subject) + 1;
+        const char *body = id + strlen(id) + 1;
+        return (outgoing){subject, id, body, (size_t)(src->all.data + src->at[i + 1] - body) - 1};
+    }
+    next_event(src->o, src->g, i, &src->e, &src->body, src->subject, sizeof(src->subject));
+    return (outgoing){src->subject, src->e.id, src->body.data, src->body.len};
+}
+
+static void source_free(source *src)
+{
+    an_buf_free(&src->body);
+    an_buf_free(&src->e.data);
+    an_buf_free(&src->all);
+    free(src->at);
+}
+
 static int run_publish(const opts *o, gen *g)
 {
     natsOptions *nopts = NULL;
@@ -1762,28 +1849,27 @@ static int run_publish(const opts *o, gen *g)
         goto out;
     }
 
-    event e = {0};
-    an_buf body = AN_BUF_INIT;
-    char subject[256];
+    source src;
+    source_init(&src, o, g);
     uint64_t sent = 0, bytes = 0;
     jsPubOptions po;
     jsPubOptions_Init(&po);
     int64_t t0 = an_time_mono_ms(), last_report = t0;
     for (uint64_t i = 0; (o->n == 0 || i < o->n) && !stop_requested; i++) {
         pace(o, t0, i);
-        next_event(o, g, i, &e, &body, subject, sizeof(subject));
-        po.MsgId = o->msg_id ? e.id : NULL;
+        outgoing m = source_next(&src, i);
+        po.MsgId = o->msg_id ? m.id : NULL;
         /* js_PublishAsync waits up to StallWait while MaxPending acks are
          * outstanding, then gives NATS_TIMEOUT: wait again, unless acks fail */
         do {
-            s = js_PublishAsync(js, subject, body.data, (int)body.len, &po);
+            s = js_PublishAsync(js, m.subject, m.body, (int)m.len, &po);
         } while (s == NATS_TIMEOUT && !stop_requested && atomic_load(&st.errors) == 0);
         if (s != NATS_OK) {
             fprintf(stderr, "eventgen: publish: %s\n", natsStatus_GetText(s));
             break;
         }
         sent++;
-        bytes += body.len;
+        bytes += m.len;
         if (atomic_load(&st.errors) > 0)
             break; /* e.g. no stream captures the subject: do not send the rest in vain */
         if (!o->quiet && (sent & 1023) == 0) {
@@ -1812,10 +1898,9 @@ static int run_publish(const opts *o, gen *g)
     if (errors)
         fprintf(stderr, "eventgen: %" PRIu64 " publishes failed, first: %s\n", errors,
                 st.first_error);
-    report(sent, acked, atomic_load(&st.dups), errors, secs, bytes);
+    report(sent, acked, atomic_load(&st.dups), errors, secs, bytes, src.cpu0);
     rc = (s == NATS_OK && cs == NATS_OK && errors == 0 && acked == sent) ? 0 : 1;
-    an_buf_free(&body);
-    an_buf_free(&e.data);
+    source_free(&src);
 out:
     drain(nc);
     jsCtx_Destroy(js);
@@ -1945,15 +2030,14 @@ static int run_publish_lean(const opts *o, gen *g)
         goto out;
     }
 
-    event e = {0};
-    an_buf body = AN_BUF_INIT;
-    char subject[256];
+    source src;
+    source_init(&src, o, g);
     uint64_t sent = 0, bytes = 0;
     bool stalled = false;
     int64_t t0 = an_time_mono_ms(), last_report = t0;
     for (uint64_t i = 0; (o->n == 0 || i < o->n) && !stop_requested; i++) {
         pace(o, t0, i);
-        next_event(o, g, i, &e, &body, subject, sizeof(subject));
+        outgoing out = source_next(&src, i);
         /* at the limit, wait until half the window is free again */
         if (atomic_load(&st.inflight) >= (uint64_t)o->max_pending &&
             !lean_wait(&st, (uint64_t)o->max_pending / 2, 30000)) {
@@ -1965,21 +2049,21 @@ static int run_publish_lean(const opts *o, gen *g)
         atomic_fetch_add(&st.inflight, 1);
         if (o->msg_id) {
             natsMsg *m = NULL;
-            s = natsMsg_Create(&m, subject, reply, body.data, (int)body.len);
+            s = natsMsg_Create(&m, out.subject, reply, out.body, (int)out.len);
             if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, "Nats-Msg-Id", e.id);
+                s = natsMsgHeader_Set(m, "Nats-Msg-Id", out.id);
             if (s == NATS_OK)
                 s = natsConnection_PublishMsg(nc, m);
             natsMsg_Destroy(m);
         } else {
-            s = natsConnection_PublishRequest(nc, subject, reply, body.data, (int)body.len);
+            s = natsConnection_PublishRequest(nc, out.subject, reply, out.body, (int)out.len);
         }
         if (s != NATS_OK) {
             fprintf(stderr, "eventgen: publish: %s\n", natsStatus_GetText(s));
             break;
         }
         sent++;
-        bytes += body.len;
+        bytes += out.len;
         if (!o->quiet && (sent & 1023) == 0 && an_time_mono_ms() - last_report >= 5000) {
             last_report = an_time_mono_ms();
             fprintf(stderr, "eventgen: %" PRIu64 " published\n", sent);
@@ -1996,10 +2080,9 @@ static int run_publish_lean(const opts *o, gen *g)
     if (errors)
         fprintf(stderr, "eventgen: %" PRIu64 " publishes failed, first: %s\n", errors,
                 st.first_error);
-    report(sent, acked, atomic_load(&st.dups), errors, secs, bytes);
+    report(sent, acked, atomic_load(&st.dups), errors, secs, bytes, src.cpu0);
     rc = (s == NATS_OK && complete && errors == 0 && acked == sent) ? 0 : 1;
-    an_buf_free(&body);
-    an_buf_free(&e.data);
+    source_free(&src);
 out:
     drain(nc);
     natsSubscription_Destroy(sub);
@@ -2018,6 +2101,7 @@ static void usage(FILE *f)
           "                [--end RFC3339] [--window DUR] [--rate R] [--prefix P]\n"
           "                [--nats URL] [--max-pending K] [--no-msg-id]\n"
           "                [--hmac-key K] [--key-id ID] [--tier hot|audit] [--lean] [--quiet]\n"
+          "                [--pregenerate] [--wait-signal]\n"
           "  DUR: 7d, 12h, 30m, 10s, 500ms; --window 0: occurredAt = now\n"
           "  see the top of bench/eventgen.c for what each does\n",
           f);
@@ -2092,6 +2176,8 @@ int main(int argc, char **argv)
                                              {"key-id", required_argument, 0, 'K'},
                                              {"quiet", no_argument, 0, 'q'},
                                              {"lean", no_argument, 0, 'L'},
+                                             {"pregenerate", no_argument, 0, 'G'},
+                                             {"wait-signal", no_argument, 0, 'S'},
                                              {"tier", required_argument, 0, 'W'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
@@ -2172,6 +2258,12 @@ int main(int argc, char **argv)
         case 'L':
             o.lean = true;
             break;
+        case 'G':
+            o.pregenerate = true;
+            break;
+        case 'S':
+            o.wait_signal = true;
+            break;
         case 'W':
             if (strcmp(optarg, "hot") != 0 && strcmp(optarg, "audit") != 0) {
                 fprintf(stderr, "eventgen: --tier: hot or audit\n");
@@ -2192,6 +2284,20 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if ((o.pregenerate || o.wait_signal) && o.mode != MODE_PUBLISH) {
+        fprintf(stderr, "eventgen: --pregenerate and --wait-signal go with --publish\n");
+        return 2;
+    }
+    if (o.pregenerate && o.n == 0) {
+        fprintf(stderr, "eventgen: --pregenerate needs a number of events\n");
+        return 2;
+    }
+    if (o.wait_signal) { /* before nats.c starts threads: they inherit the mask */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+    }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);

@@ -7,8 +7,9 @@
 #
 # 1. starts build/bin/ingest with the stack env (a fresh
 #    ANALYTICS_INGEST_HMAC_KEY) and waits for its `ingest ready` log line;
-# 2. publishes EVENTS sample events (bench/eventgen, occurredAt = now) to the
-#    firehose as fast as JetStream acknowledges them, and polls ClickHouse
+# 2. makes EVENTS sample events (bench/eventgen --pregenerate, occurredAt =
+#    when each is made; not timed, like the rows of step 4), then publishes
+#    them to the firehose as fast as JetStream acknowledges them and polls ClickHouse
 #    every 200 ms until all are queryable in analytics.events, counted the
 #    dedup-correct way (uniqExact(event_id), see 0001_events.sql); the rate is
 #    EVENTS / (time of the last poll - time of the first publish);
@@ -29,7 +30,8 @@
 # --lean, the cheaper publisher, so the generator takes less of the 2 cores
 # from the system under test; js: js_PublishAsync), BENCH_MSG_ID (0: no
 # Nats-Msg-Id header; 1: one per event, which costs nats-server its duplicate
-# tracking), BENCH_TIMEOUT_S (600), BENCH_RAW_REPEAT (2), BENCH_KEEP=1 keeps
+# tracking), BENCH_PREGENERATE (1; 0: eventgen makes each event just before
+# publishing it, inside the timed window), BENCH_TIMEOUT_S (600), BENCH_RAW_REPEAT (2), BENCH_KEEP=1 keeps
 # the work dir (logs, metrics, rows file).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +40,7 @@ N=${1:-${BENCH_EVENTS:-1000000}}
 SEED=${BENCH_SEED:-1}
 PUBLISHER=${BENCH_PUBLISHER:-lean}
 MSG_ID=${BENCH_MSG_ID:-0}
+PREGENERATE=${BENCH_PREGENERATE:-1}
 TIMEOUT_S=${BENCH_TIMEOUT_S:-600}
 RAW_REPEAT=${BENCH_RAW_REPEAT:-2}
 INGEST="$BUILD_DIR/bin/ingest"
@@ -127,7 +130,21 @@ cpu_ready=$(cpu_ticks "$IPID")
 pub_args=(--publish "$N" --seed "$SEED" --window 0 --quiet)
 [ "$PUBLISHER" = lean ] && pub_args+=(--lean)
 [ "$MSG_ID" = 1 ] || pub_args+=(--no-msg-id)
-say "publishing $N events (eventgen ${pub_args[*]}), waiting until analytics.events holds $want"
+# the events are made before the clock starts; eventgen waits for SIGUSR1
+[ "$PREGENERATE" = 1 ] && pub_args+=(--pregenerate --wait-signal)
+"$EVENTGEN" "${pub_args[@]}" 2>"$WORK/publish.log" &
+GPID=$!
+if [ "$PREGENERATE" = 1 ]; then
+    say "making $N events (eventgen ${pub_args[*]}), not timed"
+    for ((i = 0; ; i++)); do
+        grep -q '^eventgen: generated=' "$WORK/publish.log" && break
+        if ! kill -0 "$GPID" 2>/dev/null || [ $i -ge 30000 ]; then
+            say "eventgen did not get ready:"; cat "$WORK/publish.log" >&2; exit 1
+        fi
+        sleep 0.01
+    done
+fi
+say "publishing $N events, waiting until analytics.events holds $want"
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 NATS_PID=$(pid_of nats)
 CH_PID=$(pid_of ch)
@@ -136,8 +153,7 @@ c0_ch=$(ticks_or_0 "$CH_PID")
 c0_ingest=$(cpu_ticks "$IPID")
 c0_machine=$(machine_busy)
 t0=$(now_ns)
-"$EVENTGEN" "${pub_args[@]}" 2>"$WORK/publish.log" &
-GPID=$!
+[ "$PREGENERATE" = 1 ] && kill -USR1 "$GPID"
 t_done=""
 seen=$base
 last_progress=$t0
@@ -174,6 +190,7 @@ pub_rc=0
 wait "$GPID" || pub_rc=$?
 GPID=""
 pub_line=$(grep '^eventgen: published=' "$WORK/publish.log" | tail -1 || true)
+gen_s=$(sed -n 's/^eventgen: generated=.* seconds=\([0-9.]*\).*/\1/p' "$WORK/publish.log")
 if [ $pub_rc -ne 0 ]; then
     say "eventgen failed ($pub_rc):"; cat "$WORK/publish.log" >&2; exit 1
 fi
@@ -291,11 +308,11 @@ cpu_run_s=$(awk -v t="$cpu_end" -v r="$cpu_ready" -v c="$clk_tck" 'BEGIN {printf
 verdict() { if awk "BEGIN {exit !($1)}"; then echo met; else echo "NOT met"; fi; }
 cat <<EOF
 
-ingest bench: $N events, seed $SEED, ${PUBLISHER} publisher, Nats-Msg-Id $([ "$MSG_ID" = 1 ] && echo on || echo off)
+ingest bench: $N events, seed $SEED, ${PUBLISHER} publisher, Nats-Msg-Id $([ "$MSG_ID" = 1 ] && echo on || echo off), events made $([ "$PREGENERATE" = 1 ] && echo "before the clock starts" || echo "while publishing")
   end to end       $events_per_s events/s  ($N events queryable in analytics.events $e2e_ms ms after the first publish)
   publish          ${pub_rate:-?} events/s acknowledged by JetStream  (${pub_line#eventgen: })
   CPU seconds      $cpu_line
-  latency          p50 / p95 / p99 = $lat s  (occurredAt -> ingested_at; includes queueing behind the backlog)
+  latency          p50 / p95 / p99 = $lat s  (occurredAt -> ingested_at; includes queueing behind the backlog${gen_s:+ and the $gen_s s it took to make the events})
   tiers            hot $seen, audit $audit, dead letters $dead, duplicate rows in hot tier $dups (collapse at merge)
   ingest           peak RSS $peak_rss_mb MB, CPU $cpu_s s (of which $cpu_run_s s during the run), exit status $st after SIGTERM
 ${backlog_line:+  backlog drain    $backlog_line

@@ -412,11 +412,3 @@ size_t ingest_pii_mask(const char *s, size_t len, an_buf *out)
         an_buf_add(out, s + copied, len - copied);
     return masks;
 }
-
-bool ingest_pii_looks_sensitive(const char *s, size_t len)
-{
-    an_buf tmp = AN_BUF_INIT;
-    size_t n = ingest_pii_mask(s, len, &tmp);
-    an_buf_free(&tmp);
-    return n > 0;
-}

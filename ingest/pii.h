@@ -67,7 +67,4 @@ ingest_pii_action ingest_pii_key_action(const ingest_pii_rules *r, const char *k
  * so the common case copies nothing. */
 size_t ingest_pii_mask(const char *s, size_t len, an_buf *out);
 
-/* True when s contains anything ingest_pii_mask would mask. */
-bool ingest_pii_looks_sensitive(const char *s, size_t len);
-
 #endif

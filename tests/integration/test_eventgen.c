@@ -12,10 +12,12 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define END     "2026-03-01T00:00:00Z"
 #define END_MS  1772323200000LL
@@ -338,8 +340,9 @@ static void nats_teardown(void)
     nats_Close();
 }
 
-/* _i: 0 = js_PublishAsync (the default), 1 = --lean (core protocol) */
-static const char *const publishers[] = {"", "--lean"};
+/* _i: 0 = js_PublishAsync (the default), 1 = --lean (core protocol); 2 and 3:
+ * the same with every event made before the first publish (bit 2) */
+static const char *const publishers[] = {"", "--lean", "--pregenerate", "--lean --pregenerate"};
 
 START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
 {
@@ -393,12 +396,15 @@ START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
         natsMsg_Destroy(m);
     }
 
-    /* the same seed again: JetStream drops the copies by Nats-Msg-Id */
+    /* the same seed again, once made on the fly and once made up front:
+     * JetStream drops the copies by Nats-Msg-Id, so both made the same ids */
     snprintf(args, sizeof(args), "--publish 1000 --seed 3 --prefix %s --end " END " %s 2>&1",
              prefix, how);
     out = eventgen(args, &rc);
     ck_assert_msg(rc == 0, "eventgen failed: %s", out);
     free(out);
+    snprintf(args, sizeof(args), "--publish 1000 --seed 3 --prefix %s --end " END " %s 2>&1",
+             prefix, publishers[_i ^ 2]);
     out = eventgen(args, &rc);
     ck_assert_msg(rc == 0 && strstr(out, "acked=1000 duplicates=1000"), "rerun: %s", out);
     free(out);
@@ -407,6 +413,61 @@ START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
     jsStreamInfo_Destroy(si);
 
     ck_assert_int_eq(js_DeleteStream(js, stream, NULL, &jerr), NATS_OK);
+    free(stream);
+    free(prefix);
+}
+END_TEST
+
+/* --wait-signal: the events are made, then nothing is published until
+ * SIGUSR1 (how bench/ingest.sh starts its clock after the making) */
+START_TEST(test_eventgen_pregenerated_events_wait_for_the_signal)
+{
+    char *prefix = th_unique("evgen_go");
+    char *stream = strdup(prefix);
+    for (char *p = stream; *p; p++)
+        *p = *p == '.' ? '_' : *p;
+    char subj[128];
+    snprintf(subj, sizeof(subj), "%s.>", prefix);
+    const char *subjects[] = {subj};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = stream;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_MemoryStorage;
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(js_AddStream(NULL, js, &cfg, NULL, &jerr), NATS_OK);
+
+    char *log = th_unique("/tmp/evgen-go");
+    char *argv[] = {(char *)th_bin("bench/eventgen"),
+                    "--publish",
+                    "500",
+                    "--prefix",
+                    prefix,
+                    "--lean",
+                    "--pregenerate",
+                    "--wait-signal",
+                    NULL};
+    pid_t pid = th_spawn(argv[0], argv, NULL, log);
+    ck_assert_msg(th_wait_log(log, "eventgen: generated=500 ", 20000), "no generated line");
+    th_sleep_ms(300);
+    jsStreamInfo *si = NULL;
+    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
+    ck_assert_int_eq(si->State.Msgs, 0); /* made, not sent */
+    jsStreamInfo_Destroy(si);
+
+    ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+    int status = -1;
+    ck_assert_int_eq(th_wait(pid, 20000, &status, NULL), 0);
+    ck_assert_int_eq(status, 0);
+    ck_assert(th_log_has(log, "published=500 acked=500 duplicates=0 errors=0"));
+    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
+    ck_assert_int_eq(si->State.Msgs, 500);
+    jsStreamInfo_Destroy(si);
+
+    ck_assert_int_eq(js_DeleteStream(js, stream, NULL, &jerr), NATS_OK);
+    unlink(log);
+    free(log);
     free(stream);
     free(prefix);
 }
@@ -443,6 +504,12 @@ START_TEST(test_eventgen_rejects_bad_usage)
     ck_assert_int_eq(rc, 2);
     free(out);
     out = eventgen("--tsv 5 --tier cold 2>&1", &rc);
+    ck_assert_int_eq(rc, 2);
+    free(out);
+    out = eventgen("--json 5 --pregenerate 2>&1", &rc); /* a --publish option */
+    ck_assert_int_eq(rc, 2);
+    free(out);
+    out = eventgen("--publish 0 --pregenerate 2>&1", &rc); /* endless: cannot be made first */
     ck_assert_int_eq(rc, 2);
     free(out);
     out = eventgen("--json 5 --end yesterday 2>&1", &rc);
@@ -506,7 +573,8 @@ Suite *eventgen_suite(void)
     TCase *pub = tcase_create("publish");
     tcase_set_timeout(pub, 60);
     tcase_add_checked_fixture(pub, nats_setup, nats_teardown);
-    tcase_add_loop_test(pub, test_eventgen_publish_lands_every_event_in_the_stream, 0, 2);
+    tcase_add_loop_test(pub, test_eventgen_publish_lands_every_event_in_the_stream, 0, 4);
+    tcase_add_test(pub, test_eventgen_pregenerated_events_wait_for_the_signal);
     tcase_add_loop_test(pub, test_eventgen_publish_without_a_stream_fails_and_says_why, 0, 2);
     suite_add_tcase(s, pub);
     return s;
