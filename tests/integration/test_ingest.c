@@ -349,6 +349,91 @@ static int ch_start(void)
     return 0;
 }
 
+/* ---- the stack's nats-server, restarted --------------------------------------
+ * Its command line and executable are saved in the stack dir before it is
+ * stopped, so it (or recover_stack after a failed test) starts it again
+ * exactly as stack.sh did: same ports, same JetStream store. */
+
+static bool nats_alive(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "curl -sf --max-time 2 '%s/healthz' >/dev/null 2>&1",
+             th_env("ANALYTICS_NATS_MONITOR_URL"));
+    return system(cmd) == 0;
+}
+
+static int nats_start(void)
+{
+    const char *d = getenv("ANALYTICS_STACK_DIR");
+    if (!d)
+        return -1;
+    char path[512], exe[512], log[512];
+    snprintf(path, sizeof(path), "%s/nats/exe", d);
+    char *e = th_read_file(path);
+    snprintf(path, sizeof(path), "%s/nats/cmdline", d);
+    FILE *f = fopen(path, "rb");
+    if (!e || !f) {
+        free(e);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    snprintf(exe, sizeof(exe), "%s", e);
+    free(e);
+    static char args[4096];
+    size_t n = fread(args, 1, sizeof(args) - 1, f);
+    fclose(f);
+    args[n] = '\0';
+    char *argv[64];
+    int argc = 0;
+    for (size_t i = 0; i < n && argc < 63; i += strlen(args + i) + 1)
+        argv[argc++] = args + i;
+    argv[argc] = NULL;
+    snprintf(log, sizeof(log), "%s/nats/stdout.log", d);
+    th_spawn(exe, argv, NULL, log); /* a daemon: init reaps it once this process is gone */
+    int64_t deadline = th_now_ms() + 20000;
+    while (!nats_alive()) {
+        if (th_now_ms() >= deadline)
+            return -1;
+        th_sleep_ms(100);
+    }
+    return 0;
+}
+
+/* Stop nats-server with SIGTERM (JetStream's files stay), keep it down for
+ * down_ms, start it again. */
+static void nats_restart(int down_ms)
+{
+    const char *d = th_env("ANALYTICS_STACK_DIR");
+    char path[512], proc_path[64];
+    snprintf(path, sizeof(path), "%s/nats/pid", d);
+    char *s = th_read_file(path);
+    ck_assert_ptr_nonnull(s);
+    pid_t pid = (pid_t)atoi(s);
+    free(s);
+    ck_assert_int_gt(pid, 0);
+    snprintf(proc_path, sizeof(proc_path), "/proc/%d/exe", (int)pid);
+    char exe[512];
+    ssize_t len = readlink(proc_path, exe, sizeof(exe) - 1);
+    ck_assert_int_gt(len, 0);
+    snprintf(path, sizeof(path), "%s/nats/exe", d);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fwrite(exe, 1, (size_t)len, f);
+    fclose(f);
+    char cmd[1024]; /* the arguments, NUL-separated */
+    snprintf(cmd, sizeof(cmd), "cp /proc/%d/cmdline %s/nats/cmdline", (int)pid, d);
+    ck_assert_int_eq(system(cmd), 0);
+
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    int64_t deadline = th_now_ms() + 30000;
+    while (kill(pid, 0) == 0 && th_now_ms() < deadline)
+        th_sleep_ms(50);
+    ck_assert_msg(kill(pid, 0) != 0, "nats-server did not stop");
+    th_sleep_ms(down_ms);
+    ck_assert_msg(nats_start() == 0, "nats-server did not start again");
+}
+
 /* Runs in the runner process after a test case: whatever a failed test left
  * behind - ClickHouse stopped, ingest processes running - is put right so
  * the suites after it are not affected. */
@@ -370,6 +455,8 @@ static void recover_stack(void)
     }
     if (!ch_alive() && ch_start() != 0)
         fprintf(stderr, "test_ingest: could not restart ClickHouse\n");
+    if (!nats_alive() && nats_start() != 0)
+        fprintf(stderr, "test_ingest: could not restart nats-server\n");
 }
 
 /* ================================================================= tests */
@@ -917,6 +1004,48 @@ START_TEST(test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_
 }
 END_TEST
 
+/* nats-server restarts while ingest has a batch in flight: JetStream keeps
+ * the stream and the consumer's state on disk; acks lost with the
+ * connection bring those events again, and ingest finds them stored. Events
+ * published after the restart arrive too, and each event is counted once. */
+START_TEST(test_nats_server_restarted_mid_stream_counts_every_event_once)
+{
+    proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_AGE=3s",
+                                                 "ANALYTICS_INGEST_ACK_WAIT=4s", NULL});
+    load(3000, tenant, "before");
+    /* the batch's INSERTs are open and have taken rows; nothing is acked */
+    int64_t deadline = th_now_ms() + 20000;
+    while (count_q("SELECT count() FROM system.processes WHERE query_id LIKE 'ingest-%%-0' AND "
+                   "startsWith(query, 'INSERT INTO analytics.events ')") == 0 &&
+           th_now_ms() < deadline)
+        th_sleep_ms(50);
+    ck_assert_msg(th_now_ms() < deadline, "no streaming INSERT seen");
+    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
+
+    nats_restart(1500);
+    load(2000, tenant, "after");
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, 5000, 60000), 5000);
+    free(q);
+    th_sleep_ms(5000); /* an ack wait more: no late duplicate arrives */
+    assert_counted_once(tenant, 5000);
+    ck_assert_int_eq(events_of("analytics_audit.events", tenant, true), 5000);
+    ck_assert_msg(kill(p->pid, 0) == 0, "ingest died with nats-server");
+    deadline = th_now_ms() + 20000;
+    jsConsumerInfo *ci = NULL;
+    for (;;) {
+        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
+        bool settled = ci->NumAckPending == 0 && ci->NumPending == 0;
+        jsConsumerInfo_Destroy(ci);
+        if (settled)
+            break;
+        ck_assert_msg(th_now_ms() < deadline, "events left unacked after the restart");
+        th_sleep_ms(200);
+    }
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
 /* ingest exits at the test hook; the restarted one gets the unacked
  * messages again and must not store them twice. */
 static void crash_and_recover(const char *hook, long n, const char *skipped_series)
@@ -1033,6 +1162,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_crash_after_insert_before_ack_counts_nothing_twice);
     tcase_add_test(tc, test_crash_between_tiers_writes_the_missing_tier_once);
     tcase_add_test(tc, test_kill_9_mid_stream_and_restart_counts_every_event_once);
+    tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     suite_add_tcase(s, tc);
     return s;
 }
