@@ -1676,9 +1676,6 @@ static void drain(natsConnection *nc)
             nats_Sleep(10);
 }
 
-/* The last line of --publish, read by bench/ingest.sh. cpu_s: this
- * process's CPU since the first publish (cpu0 is what it had spent before),
- * so a benchmark can tell what the generator took from the machine. */
 /* this process's user + system CPU */
 static double cpu_seconds(void)
 {
@@ -1688,6 +1685,9 @@ static double cpu_seconds(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* The last line of --publish, read by bench/ingest.sh. cpu_s: this
+ * process's CPU since the first publish (cpu0 is what it had spent before),
+ * so a benchmark can tell what the generator took from the machine. */
 static void report(uint64_t sent, uint64_t acked, uint64_t dups, uint64_t errors, double secs,
                    uint64_t bytes, double cpu0)
 {
@@ -1774,9 +1774,19 @@ typedef struct outgoing {
     size_t len;
 } outgoing;
 
-/* Make the events up front when asked, then, with --wait-signal, block until
- * SIGUSR1 (blocked since main, so one sent early is not lost): bench/ingest.sh
- * starts its clock and CPU counters, then sends it. */
+/* The signals --wait-signal waits for: SIGUSR1 to go, SIGINT or SIGTERM to
+ * stop. main blocks them before nats.c starts its threads, so one sent
+ * early is kept pending, not lost. */
+static void wait_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+}
+
+/* Make the events up front when asked, then, with --wait-signal, wait:
+ * bench/ingest.sh starts its clock and CPU counters, then sends SIGUSR1. */
 static void source_init(source *src, const opts *o, gen *g)
 {
     *src = (source){.o = o, .g = g, .body = AN_BUF_INIT, .all = AN_BUF_INIT};
@@ -1798,12 +1808,18 @@ static void source_init(source *src, const opts *o, gen *g)
                 src->all.len, (double)(an_time_mono_ms() - t0) / 1000.0, cpu_seconds());
     }
     if (o->wait_signal) {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR1);
+        sigset_t set, stop;
+        wait_signals(&set);
         int sig = 0;
-        while (sigwait(&set, &sig) != 0 || sig != SIGUSR1)
+        while (sigwait(&set, &sig) != 0)
             ;
+        if (sig != SIGUSR1)
+            stop_requested = 1;
+        /* from here on SIGINT and SIGTERM reach on_signal again */
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     }
     src->cpu0 = cpu_seconds();
 }
@@ -2294,8 +2310,7 @@ int main(int argc, char **argv)
     }
     if (o.wait_signal) { /* before nats.c starts threads: they inherit the mask */
         sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR1);
+        wait_signals(&set);
         pthread_sigmask(SIG_BLOCK, &set, NULL);
     }
     struct sigaction sa = {0};

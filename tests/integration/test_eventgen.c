@@ -465,6 +465,17 @@ START_TEST(test_eventgen_pregenerated_events_wait_for_the_signal)
     ck_assert_int_eq(si->State.Msgs, 500);
     jsStreamInfo_Destroy(si);
 
+    /* SIGTERM while it waits: it stops, publishing nothing */
+    unlink(log);
+    pid = th_spawn(argv[0], argv, NULL, log);
+    ck_assert_msg(th_wait_log(log, "eventgen: generated=500 ", 20000), "no generated line");
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    ck_assert_msg(th_wait(pid, 10000, &status, NULL) == 0, "eventgen ignored SIGTERM");
+    ck_assert(th_log_has(log, "published=0 "));
+    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
+    ck_assert_int_eq(si->State.Msgs, 500);
+    jsStreamInfo_Destroy(si);
+
     ck_assert_int_eq(js_DeleteStream(js, stream, NULL, &jerr), NATS_OK);
     unlink(log);
     free(log);
