@@ -340,14 +340,9 @@ static void nats_teardown(void)
     nats_Close();
 }
 
-/* _i: 0 = js_PublishAsync (the default), 1 = --lean (core protocol); 2 and 3:
- * the same with every event made before the first publish (bit 2) */
-static const char *const publishers[] = {"", "--lean", "--pregenerate", "--lean --pregenerate"};
-
-START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
+/* A memory stream capturing <prefix>.>, named after prefix; returns its name. */
+static char *add_stream(const char *prefix)
 {
-    const char *how = publishers[_i];
-    char *prefix = th_unique("evgen");
     char *stream = strdup(prefix);
     for (char *p = stream; *p; p++)
         *p = *p == '.' ? '_' : *p;
@@ -362,6 +357,30 @@ START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
     cfg.Storage = js_MemoryStorage;
     jsErrCode jerr = 0;
     ck_assert_int_eq(js_AddStream(NULL, js, &cfg, NULL, &jerr), NATS_OK);
+    return stream;
+}
+
+/* How many messages the stream holds. */
+static uint64_t stream_msgs(const char *stream)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* _i: 0 = js_PublishAsync (the default), 1 = --lean (core protocol); 2 and 3:
+ * the same with every event made before the first publish (bit 2) */
+static const char *const publishers[] = {"", "--lean", "--pregenerate", "--lean --pregenerate"};
+
+START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
+{
+    const char *how = publishers[_i];
+    char *prefix = th_unique("evgen");
+    char *stream = add_stream(prefix);
+    jsErrCode jerr = 0;
 
     char args[512];
     snprintf(args, sizeof(args), "--publish 1000 --seed 3 --prefix %s --max-pending 64 %s 2>&1",
@@ -373,10 +392,7 @@ START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
                   out);
     free(out);
 
-    jsStreamInfo *si = NULL;
-    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
-    ck_assert_int_eq(si->State.Msgs, 1000);
-    jsStreamInfo_Destroy(si);
+    ck_assert_int_eq(stream_msgs(stream), 1000);
 
     /* subject events-style: <prefix>.<service>.<type>, Nats-Msg-Id = envelope id */
     for (uint64_t seq = 1; seq <= 1000; seq += 111) {
@@ -408,9 +424,7 @@ START_TEST(test_eventgen_publish_lands_every_event_in_the_stream)
     out = eventgen(args, &rc);
     ck_assert_msg(rc == 0 && strstr(out, "acked=1000 duplicates=1000"), "rerun: %s", out);
     free(out);
-    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
-    ck_assert_int_eq(si->State.Msgs, 2000);
-    jsStreamInfo_Destroy(si);
+    ck_assert_int_eq(stream_msgs(stream), 2000);
 
     ck_assert_int_eq(js_DeleteStream(js, stream, NULL, &jerr), NATS_OK);
     free(stream);
@@ -423,20 +437,8 @@ END_TEST
 START_TEST(test_eventgen_pregenerated_events_wait_for_the_signal)
 {
     char *prefix = th_unique("evgen_go");
-    char *stream = strdup(prefix);
-    for (char *p = stream; *p; p++)
-        *p = *p == '.' ? '_' : *p;
-    char subj[128];
-    snprintf(subj, sizeof(subj), "%s.>", prefix);
-    const char *subjects[] = {subj};
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = stream;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_MemoryStorage;
+    char *stream = add_stream(prefix);
     jsErrCode jerr = 0;
-    ck_assert_int_eq(js_AddStream(NULL, js, &cfg, NULL, &jerr), NATS_OK);
 
     char *log = th_unique("/tmp/evgen-go");
     char *argv[] = {(char *)th_bin("bench/eventgen"),
@@ -451,19 +453,14 @@ START_TEST(test_eventgen_pregenerated_events_wait_for_the_signal)
     pid_t pid = th_spawn(argv[0], argv, NULL, log);
     ck_assert_msg(th_wait_log(log, "eventgen: generated=500 ", 20000), "no generated line");
     th_sleep_ms(300);
-    jsStreamInfo *si = NULL;
-    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
-    ck_assert_int_eq(si->State.Msgs, 0); /* made, not sent */
-    jsStreamInfo_Destroy(si);
+    ck_assert_int_eq(stream_msgs(stream), 0); /* made, not sent */
 
     ck_assert_int_eq(kill(pid, SIGUSR1), 0);
     int status = -1;
     ck_assert_int_eq(th_wait(pid, 20000, &status, NULL), 0);
     ck_assert_int_eq(status, 0);
     ck_assert(th_log_has(log, "published=500 acked=500 duplicates=0 errors=0"));
-    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
-    ck_assert_int_eq(si->State.Msgs, 500);
-    jsStreamInfo_Destroy(si);
+    ck_assert_int_eq(stream_msgs(stream), 500);
 
     /* SIGTERM while it waits: it stops, publishing nothing */
     unlink(log);
@@ -472,9 +469,7 @@ START_TEST(test_eventgen_pregenerated_events_wait_for_the_signal)
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
     ck_assert_msg(th_wait(pid, 10000, &status, NULL) == 0, "eventgen ignored SIGTERM");
     ck_assert(th_log_has(log, "published=0 "));
-    ck_assert_int_eq(js_GetStreamInfo(&si, js, stream, NULL, &jerr), NATS_OK);
-    ck_assert_int_eq(si->State.Msgs, 500);
-    jsStreamInfo_Destroy(si);
+    ck_assert_int_eq(stream_msgs(stream), 500);
 
     ck_assert_int_eq(js_DeleteStream(js, stream, NULL, &jerr), NATS_OK);
     unlink(log);

@@ -967,6 +967,19 @@ START_TEST(test_clickhouse_stopped_mid_stream_loses_nothing_and_counts_nothing_t
 }
 END_TEST
 
+/* Wait until p's batch has its INSERTs open in ClickHouse (they have taken
+ * rows) while nothing is acked yet. */
+static void wait_streaming_insert(const proc *p)
+{
+    int64_t deadline = th_now_ms() + 20000;
+    while (count_q("SELECT count() FROM system.processes WHERE query_id LIKE 'ingest-%%-0' AND "
+                   "startsWith(query, 'INSERT INTO analytics.events ')") == 0 &&
+           th_now_ms() < deadline)
+        th_sleep_ms(50);
+    ck_assert_msg(th_now_ms() < deadline, "no streaming INSERT seen");
+    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
+}
+
 /* ClickHouse dies while a batch streams into it: the streamed events were
  * not kept by ingest, so they go back to JetStream and come again; the ones
  * ClickHouse took before it went are found stored, none is counted twice. */
@@ -976,14 +989,7 @@ START_TEST(test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_
                                                  "ANALYTICS_INGEST_RETRY_MAX=1s",
                                                  "ANALYTICS_INGEST_ACK_WAIT=6s", NULL});
     load(3000, tenant, "streaming");
-    /* the batch's INSERTs are open and have taken rows */
-    int64_t deadline = th_now_ms() + 20000;
-    while (count_q("SELECT count() FROM system.processes WHERE query_id LIKE 'ingest-%%-0' AND "
-                   "startsWith(query, 'INSERT INTO analytics.events ')") == 0 &&
-           th_now_ms() < deadline)
-        th_sleep_ms(50);
-    ck_assert_msg(th_now_ms() < deadline, "no streaming INSERT seen");
-    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
+    wait_streaming_insert(p);
     ch_signal(SIGKILL);
     ck_assert_int_eq(ch_start(), 0);
     char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
@@ -995,7 +1001,7 @@ START_TEST(test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_
     ck_assert(metric(p, "analytics_ingest_insert_failures_total") >= 1);
     ck_assert_msg(metric(p, "analytics_ingest_messages_total{delivery=\"redelivery\"}") > 0,
                   "the streamed events did not come back");
-    deadline = th_now_ms() + 20000;
+    int64_t deadline = th_now_ms() + 20000;
     while (metric(p, "analytics_ingest_acks_total") < 3000 && th_now_ms() < deadline)
         th_sleep_ms(100);
     ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 3000);
@@ -1013,14 +1019,7 @@ START_TEST(test_nats_server_restarted_mid_stream_counts_every_event_once)
     proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_AGE=3s",
                                                  "ANALYTICS_INGEST_ACK_WAIT=4s", NULL});
     load(3000, tenant, "before");
-    /* the batch's INSERTs are open and have taken rows; nothing is acked */
-    int64_t deadline = th_now_ms() + 20000;
-    while (count_q("SELECT count() FROM system.processes WHERE query_id LIKE 'ingest-%%-0' AND "
-                   "startsWith(query, 'INSERT INTO analytics.events ')") == 0 &&
-           th_now_ms() < deadline)
-        th_sleep_ms(50);
-    ck_assert_msg(th_now_ms() < deadline, "no streaming INSERT seen");
-    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
+    wait_streaming_insert(p);
 
     nats_restart(1500);
     load(2000, tenant, "after");
@@ -1031,7 +1030,7 @@ START_TEST(test_nats_server_restarted_mid_stream_counts_every_event_once)
     assert_counted_once(tenant, 5000);
     ck_assert_int_eq(events_of("analytics_audit.events", tenant, true), 5000);
     ck_assert_msg(kill(p->pid, 0) == 0, "ingest died with nats-server");
-    deadline = th_now_ms() + 20000;
+    int64_t deadline = th_now_ms() + 20000;
     jsConsumerInfo *ci = NULL;
     for (;;) {
         ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
