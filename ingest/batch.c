@@ -165,7 +165,7 @@ static ingest_msg *new_msg(ingest_batch *b, const ingest_msg_info *m)
     ingest_msg *g = &b->msgs[b->n];
     memset(g, 0, sizeof(*g));
     g->stream_seq = m->stream_seq;
-    g->redelivered = m->delivered > 1;
+    g->redelivered = m->delivered > 1 || m->maybe_stored;
     if (m->reply) {
         g->reply_off = (uint32_t)b->arena.len;
         an_buf_add(&b->arena, m->reply, strlen(m->reply) + 1);

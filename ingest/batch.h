@@ -55,7 +55,7 @@ typedef struct ingest_msg {
     uint16_t subject_len; /* dead letters */
     bool dead;            /* a dead letter (one row in INGEST_TIER_DEAD), else an event
                              (one row in HOT and one in AUDIT) */
-    bool redelivered;     /* JetStream delivered it before */
+    bool redelivered;     /* JetStream delivered it before (or maybe_stored): looked up */
     bool streamed;        /* its hot and audit rows went to the batch's streaming INSERTs */
     uint32_t start[INGEST_TIERS], end[INGEST_TIERS]; /* byte range of its row per tier */
 } ingest_msg;
@@ -101,6 +101,7 @@ typedef struct ingest_msg_info {
     size_t raw_len;
     uint64_t stream_seq;
     uint64_t delivered;  /* JetStream delivery count, 1 the first time */
+    bool maybe_stored;   /* first delivery that an earlier consumer may have stored */
     int64_t received_ms; /* wall clock */
 } ingest_msg_info;
 

@@ -5,6 +5,7 @@
 
 #include "common/timeutil.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,10 @@ struct ingest_consumer {
     char *split;           /* subjects_text with NULs between the subjects */
     const char **subjects; /* points into split */
     int nsubjects;
+    /* Stream sequences up to this one may be stored already although the
+     * consumer delivers them for the first time: it was created on a stream
+     * that held them (recorded in its description for every replica). */
+    _Atomic uint64_t maybe_stored_through;
 };
 
 static char *xstrdup(const char *s)
@@ -140,22 +145,56 @@ static void consumer_config(const ingest_consumer *c, jsConsumerConfig *cc)
     cc->ReplayPolicy = js_ReplayInstant;
 }
 
+/* A consumer created on a stream that already holds messages (deleted and
+ * created again, or a new ANALYTICS_INGEST_CONSUMER name) delivers them all
+ * as first deliveries, yet an earlier consumer may have stored them. Its
+ * description records the stream's last sequence at creation, so every
+ * replica looks those messages up before inserting them, like redeliveries. */
+#define MAYBE_STORED_MARK "; stream seq <= "
+
+static uint64_t maybe_stored_from(const char *description)
+{
+    const char *at = description ? strstr(description, MAYBE_STORED_MARK) : NULL;
+    return at ? strtoull(at + strlen(MAYBE_STORED_MARK), NULL, 10) : 0;
+}
+
 static an_status ensure_consumer(ingest_consumer *c, an_error *err)
 {
     jsConsumerConfig want;
     consumer_config(c, &want);
+    char description[192];
     for (int round = 0; round < 2; round++) {
         jsConsumerInfo *ci = NULL;
         jsErrCode jerr = 0;
         natsStatus s = js_GetConsumerInfo(&ci, c->js, c->stream, c->consumer, NULL, &jerr);
         if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+            jsStreamInfo *si = NULL;
+            s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
+            if (s != NATS_OK)
+                return an_events_nats_error(err, s, jerr, "reading the firehose stream");
+            uint64_t last = si->State.Msgs ? si->State.LastSeq : 0;
+            jsStreamInfo_Destroy(si);
+            if (last) {
+                snprintf(description, sizeof(description),
+                         "%s" MAYBE_STORED_MARK "%llu may be stored already: looked up",
+                         want.Description, (unsigned long long)last);
+                want.Description = description;
+            }
             jsErrCode aerr = 0;
             s = js_AddConsumer(&ci, c->js, c->stream, &want, NULL, &aerr);
-            jsConsumerInfo_Destroy(ci);
             if (s == NATS_OK) {
-                an_info("created durable pull consumer %s on %s", c->consumer, c->stream);
+                atomic_store(&c->maybe_stored_through, maybe_stored_from(ci->Config->Description));
+                jsConsumerInfo_Destroy(ci);
+                if (last)
+                    an_warn("created durable pull consumer %s on %s, which holds messages up to "
+                            "seq %llu: an earlier consumer may have stored them, so they are "
+                            "looked up in ClickHouse before they are inserted",
+                            c->consumer, c->stream, (unsigned long long)last);
+                else
+                    an_info("created durable pull consumer %s on %s", c->consumer, c->stream);
                 return AN_OK;
             }
+            jsConsumerInfo_Destroy(ci);
             if (round == 0)
                 continue;
             return an_events_nats_error(err, s, aerr, "creating the ingest consumer");
@@ -165,6 +204,11 @@ static an_status ensure_consumer(ingest_consumer *c, an_error *err)
         bool differs =
             ci->Config->AckWait != want.AckWait || ci->Config->MaxAckPending != want.MaxAckPending;
         bool push = ci->Config->DeliverSubject && *ci->Config->DeliverSubject;
+        atomic_store(&c->maybe_stored_through, maybe_stored_from(ci->Config->Description));
+        if (ci->Config->Description) { /* an update keeps the mark */
+            snprintf(description, sizeof(description), "%s", ci->Config->Description);
+            want.Description = description;
+        }
         jsConsumerInfo_Destroy(ci);
         if (push)
             return an_error_set(err, AN_FAILED_PRECONDITION,
@@ -444,6 +488,11 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
     *num_ack_pending = ci->NumAckPending;
     jsConsumerInfo_Destroy(ci);
     return AN_OK;
+}
+
+uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c)
+{
+    return atomic_load_explicit(&c->maybe_stored_through, memory_order_relaxed);
 }
 
 static void send(ingest_consumer *c, const char *reply, const char *what)

@@ -12,7 +12,9 @@
  *   - the durable pull consumer (ANALYTICS_INGEST_CONSUMER, default
  *     "ingest") is created when missing (deliver all, explicit acks, ack
  *     wait, max ack pending, unlimited redeliveries), else updated to the
- *     configured ack wait and max ack pending;
+ *     configured ack wait and max ack pending. Created on a stream that
+ *     holds messages, its description records the last sequence: see
+ *     ingest_consumer_maybe_stored_through();
  *   - a pull subscription is bound to it. Replicas bound to the same
  *     consumer get disjoint messages; a message not acked within the ack
  *     wait goes to whoever fetches next.
@@ -73,8 +75,6 @@ an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err);
 an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_t *num_ack_pending,
                                an_error *err);
 
-/* Send "+ACK", "+WPI" (work in progress: restart the ack wait) or "-NAK"
- * (redeliver now) for a message given its ack subject. Fire and forget. */
 /* Stream sequence and delivery count from a message's JetStream ack
  * subject, without allocating (nats.c's natsMsg_GetMetaData copies every
  * token): "$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer
@@ -82,6 +82,14 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
  * front (12 tokens or more). False when reply has neither form. */
 bool ingest_consumer_reply_meta(const char *reply, uint64_t *stream_seq, uint64_t *delivered);
 
+/* Stream sequences up to this one (0: none) may be stored already even on
+ * their first delivery: the consumer was created on a stream that held
+ * them (deleted and created again, or renamed), so an earlier consumer may
+ * have delivered them. Ingest looks them up like redeliveries. */
+uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c);
+
+/* Send "+ACK", "+WPI" (work in progress: restart the ack wait) or "-NAK"
+ * (redeliver now) for a message given its ack subject. Fire and forget. */
 void ingest_consumer_ack(ingest_consumer *c, const char *reply);
 void ingest_consumer_progress(ingest_consumer *c, const char *reply);
 void ingest_consumer_nak(ingest_consumer *c, const char *reply);

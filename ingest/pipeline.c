@@ -150,6 +150,8 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
         info.delivered = meta->NumDelivered;
         jsMsgMetaData_Destroy(meta);
     }
+    info.maybe_stored = info.delivered == 1 && info.stream_seq &&
+                        info.stream_seq <= ingest_consumer_maybe_stored_through(p->o.consumer);
     an_prom_counter_inc(info.delivered > 1 ? p->m->messages_redelivered : p->m->messages_first);
     if (info.delivered > 1 && ingest_batch_has_seq(b, info.stream_seq)) {
         /* redelivered while its first copy waits in this very batch (the
@@ -163,7 +165,7 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
     ingest_event ev;
     ingest_reject rej;
     an_error err;
-    if (p->o.stream_inserts && !b->stream_tried && info.delivered == 1) {
+    if (p->o.stream_inserts && !b->stream_tried && info.delivered == 1 && !info.maybe_stored) {
         if (ingest_store_stream_open(p->store, b, &err) != AN_OK)
             an_debug("batch without streaming: %s", err.message);
     }

@@ -1045,6 +1045,54 @@ START_TEST(test_nats_server_restarted_mid_stream_counts_every_event_once)
 }
 END_TEST
 
+/* The durable consumer is deleted (or ANALYTICS_INGEST_CONSUMER renamed)
+ * while the stream still holds events ingest stored: the new consumer
+ * delivers them all again as first deliveries. They are looked up, not
+ * inserted again; events published after it are stored as usual. */
+START_TEST(test_consumer_created_again_on_a_full_stream_counts_every_event_once)
+{
+    proc *p = start_ingest(NULL);
+    load(1500, tenant, "old");
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, 1500, 30000), 1500);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(js_DeleteConsumer(js, stream, consumer, NULL, &jerr), NATS_OK);
+
+    proc *p2 = start_ingest(NULL);
+    ck_assert(log_has(p2, "an earlier consumer may have stored them"));
+    load(500, tenant, "new");
+    ck_assert_int_eq(wait_count(q, 2000, 30000), 2000);
+    free(q);
+    jsConsumerInfo *ci = NULL; /* everything delivered again and acked */
+    int64_t deadline = th_now_ms() + 20000;
+    for (;;) {
+        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
+        bool settled = ci->NumAckPending == 0 && ci->NumPending == 0;
+        jsConsumerInfo_Destroy(ci);
+        if (settled)
+            break;
+        ck_assert_msg(th_now_ms() < deadline, "the stream was not consumed again");
+        th_sleep_ms(200);
+    }
+    assert_counted_once(tenant, 2000);
+    ck_assert_double_eq(metric(p2, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"),
+                        1500);
+    ck_assert_double_eq(metric(p2, "analytics_ingest_acks_total"), 2000);
+
+    /* a restart keeps the consumer and its mark: nothing comes again */
+    ck_assert_int_eq(stop_ingest(p2, 30000), 0);
+    proc *p3 = start_ingest(NULL);
+    ck_assert(!log_has(p3, "created durable pull consumer"));
+    load(100, tenant, "later");
+    q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, 2100, 30000), 2100);
+    free(q);
+    assert_counted_once(tenant, 2100);
+    ck_assert_int_eq(stop_ingest(p3, 30000), 0);
+}
+END_TEST
+
 /* ingest exits at the test hook; the restarted one gets the unacked
  * messages again and must not store them twice. */
 static void crash_and_recover(const char *hook, long n, const char *skipped_series)
@@ -1162,6 +1210,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_crash_between_tiers_writes_the_missing_tier_once);
     tcase_add_test(tc, test_kill_9_mid_stream_and_restart_counts_every_event_once);
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
+    tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
     suite_add_tcase(s, tc);
     return s;
 }
