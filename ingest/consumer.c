@@ -363,7 +363,8 @@ static void drop_request(ingest_consumer *c, int i)
 }
 
 /* Open pull requests until MAX_REQUESTS are open or they may bring 2 x max
- * messages. */
+ * messages. None while the connection is down: nats.c would buffer them and
+ * send them all at the reconnect, each bringing up to max messages at once. */
 static natsStatus top_up(ingest_consumer *c, int max, int64_t max_bytes, int64_t now)
 {
     for (int i = 0; i < c->nreqs;)
@@ -371,6 +372,8 @@ static natsStatus top_up(ingest_consumer *c, int max, int64_t max_bytes, int64_t
             drop_request(c, i);
         else
             i++;
+    if (natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
+        return NATS_OK;
     while (c->nreqs < MAX_REQUESTS && credit(c) < 2 * max) {
         pull_request *r = &c->reqs[c->nreqs];
         r->id = ++c->next_id;
