@@ -489,6 +489,9 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
         return an_events_nats_error(err, s, jerr, "reading the ingest consumer");
     *num_pending = ci->NumPending;
     *num_ack_pending = ci->NumAckPending;
+    /* another replica may have created the consumer again meanwhile (this
+     * one's pull requests then go to the new consumer without an error) */
+    atomic_store(&c->maybe_stored_through, maybe_stored_from(ci->Config->Description));
     jsConsumerInfo_Destroy(ci);
     return AN_OK;
 }

@@ -71,7 +71,9 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
 an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err);
 
 /* The consumer's state on the server: messages not yet delivered to any
- * replica (lag) and messages delivered but not acked. */
+ * replica (lag) and messages delivered but not acked. Also reads again the
+ * mark of ingest_consumer_maybe_stored_through() (ingest calls this every
+ * 2 s), in case another replica created the consumer again. */
 an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_t *num_ack_pending,
                                an_error *err);
 
