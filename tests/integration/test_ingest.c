@@ -980,6 +980,22 @@ static void wait_streaming_insert(const proc *p)
     ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
 }
 
+/* Wait until the consumer has nothing undelivered and nothing unacked. */
+static void wait_consumer_settled(const char *what)
+{
+    int64_t deadline = th_now_ms() + 20000;
+    for (;;) {
+        jsConsumerInfo *ci = NULL;
+        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
+        bool settled = ci->NumAckPending == 0 && ci->NumPending == 0;
+        jsConsumerInfo_Destroy(ci);
+        if (settled)
+            return;
+        ck_assert_msg(th_now_ms() < deadline, "%s", what);
+        th_sleep_ms(200);
+    }
+}
+
 /* ClickHouse dies while a batch streams into it: the streamed events were
  * not kept by ingest, so they go back to JetStream and come again; the ones
  * ClickHouse took before it went are found stored, none is counted twice. */
@@ -1030,17 +1046,7 @@ START_TEST(test_nats_server_restarted_mid_stream_counts_every_event_once)
     assert_counted_once(tenant, 5000);
     ck_assert_int_eq(events_of("analytics_audit.events", tenant, true), 5000);
     ck_assert_msg(kill(p->pid, 0) == 0, "ingest died with nats-server");
-    int64_t deadline = th_now_ms() + 20000;
-    jsConsumerInfo *ci = NULL;
-    for (;;) {
-        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
-        bool settled = ci->NumAckPending == 0 && ci->NumPending == 0;
-        jsConsumerInfo_Destroy(ci);
-        if (settled)
-            break;
-        ck_assert_msg(th_now_ms() < deadline, "events left unacked after the restart");
-        th_sleep_ms(200);
-    }
+    wait_consumer_settled("events left unacked after the restart");
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
 }
 END_TEST
@@ -1064,17 +1070,7 @@ START_TEST(test_consumer_created_again_on_a_full_stream_counts_every_event_once)
     load(500, tenant, "new");
     ck_assert_int_eq(wait_count(q, 2000, 30000), 2000);
     free(q);
-    jsConsumerInfo *ci = NULL; /* everything delivered again and acked */
-    int64_t deadline = th_now_ms() + 20000;
-    for (;;) {
-        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
-        bool settled = ci->NumAckPending == 0 && ci->NumPending == 0;
-        jsConsumerInfo_Destroy(ci);
-        if (settled)
-            break;
-        ck_assert_msg(th_now_ms() < deadline, "the stream was not consumed again");
-        th_sleep_ms(200);
-    }
+    wait_consumer_settled("the stream was not consumed again"); /* all delivered, acked */
     assert_counted_once(tenant, 2000);
     ck_assert_double_eq(metric(p2, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"),
                         1500);
