@@ -152,10 +152,13 @@ static void consumer_config(const ingest_consumer *c, jsConsumerConfig *cc)
  * replica looks those messages up before inserting them, like redeliveries. */
 #define MAYBE_STORED_MARK "; stream seq <= "
 
-static uint64_t maybe_stored_from(const char *description)
+/* Take the mark from the consumer's description (0: none). */
+static void read_mark(ingest_consumer *c, const jsConsumerInfo *ci)
 {
-    const char *at = description ? strstr(description, MAYBE_STORED_MARK) : NULL;
-    return at ? strtoull(at + strlen(MAYBE_STORED_MARK), NULL, 10) : 0;
+    const char *d = ci->Config ? ci->Config->Description : NULL;
+    const char *at = d ? strstr(d, MAYBE_STORED_MARK) : NULL;
+    atomic_store(&c->maybe_stored_through,
+                 at ? strtoull(at + strlen(MAYBE_STORED_MARK), NULL, 10) : 0);
 }
 
 static an_status ensure_consumer(ingest_consumer *c, an_error *err)
@@ -183,7 +186,7 @@ static an_status ensure_consumer(ingest_consumer *c, an_error *err)
             jsErrCode aerr = 0;
             s = js_AddConsumer(&ci, c->js, c->stream, &want, NULL, &aerr);
             if (s == NATS_OK) {
-                atomic_store(&c->maybe_stored_through, maybe_stored_from(ci->Config->Description));
+                read_mark(c, ci);
                 jsConsumerInfo_Destroy(ci);
                 if (last)
                     an_warn("created durable pull consumer %s on %s, which holds messages up to "
@@ -204,8 +207,8 @@ static an_status ensure_consumer(ingest_consumer *c, an_error *err)
         bool differs =
             ci->Config->AckWait != want.AckWait || ci->Config->MaxAckPending != want.MaxAckPending;
         bool push = ci->Config->DeliverSubject && *ci->Config->DeliverSubject;
-        atomic_store(&c->maybe_stored_through, maybe_stored_from(ci->Config->Description));
-        if (ci->Config->Description) { /* an update keeps the mark */
+        read_mark(c, ci);
+        if (differs && ci->Config->Description) { /* the update keeps the mark */
             snprintf(description, sizeof(description), "%s", ci->Config->Description);
             want.Description = description;
         }
@@ -491,7 +494,7 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
     *num_ack_pending = ci->NumAckPending;
     /* another replica may have created the consumer again meanwhile (this
      * one's pull requests then go to the new consumer without an error) */
-    atomic_store(&c->maybe_stored_through, maybe_stored_from(ci->Config->Description));
+    read_mark(c, ci);
     jsConsumerInfo_Destroy(ci);
     return AN_OK;
 }

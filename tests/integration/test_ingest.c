@@ -303,12 +303,30 @@ static pid_t ch_pid(void)
     return pid;
 }
 
-static bool ch_alive(void)
+/* The server at <$url_env><path> answers 2xx: up (or up again). */
+static bool answers(const char *url_env, const char *path)
 {
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "curl -sf --max-time 2 '%s/ping' >/dev/null 2>&1",
-             th_env("ANALYTICS_CLICKHOUSE_URL"));
+    snprintf(cmd, sizeof(cmd), "curl -sf --max-time 2 '%s%s' >/dev/null 2>&1", th_env(url_env),
+             path);
     return system(cmd) == 0;
+}
+
+/* Poll answers() every 100 ms for up to timeout_ms: 0 when it answered. */
+static int wait_answers(const char *url_env, const char *path, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    while (!answers(url_env, path)) {
+        if (th_now_ms() >= deadline)
+            return -1;
+        th_sleep_ms(100);
+    }
+    return 0;
+}
+
+static bool ch_alive(void)
+{
+    return answers("ANALYTICS_CLICKHOUSE_URL", "/ping");
 }
 
 static void ch_signal(int sig)
@@ -340,13 +358,7 @@ static int ch_start(void)
              d, d, d);
     if (system(cmd) != 0)
         return -1;
-    int64_t deadline = th_now_ms() + 90000;
-    while (!ch_alive()) {
-        if (th_now_ms() >= deadline)
-            return -1;
-        th_sleep_ms(200);
-    }
-    return 0;
+    return wait_answers("ANALYTICS_CLICKHOUSE_URL", "/ping", 90000);
 }
 
 /* ---- the stack's nats-server, restarted --------------------------------------
@@ -356,10 +368,7 @@ static int ch_start(void)
 
 static bool nats_alive(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "curl -sf --max-time 2 '%s/healthz' >/dev/null 2>&1",
-             th_env("ANALYTICS_NATS_MONITOR_URL"));
-    return system(cmd) == 0;
+    return answers("ANALYTICS_NATS_MONITOR_URL", "/healthz");
 }
 
 static int nats_start(void)
@@ -391,13 +400,7 @@ static int nats_start(void)
     argv[argc] = NULL;
     snprintf(log, sizeof(log), "%s/nats/stdout.log", d);
     th_spawn(exe, argv, NULL, log); /* a daemon: init reaps it once this process is gone */
-    int64_t deadline = th_now_ms() + 20000;
-    while (!nats_alive()) {
-        if (th_now_ms() >= deadline)
-            return -1;
-        th_sleep_ms(100);
-    }
-    return 0;
+    return wait_answers("ANALYTICS_NATS_MONITOR_URL", "/healthz", 20000);
 }
 
 /* Stop nats-server with SIGTERM (JetStream's files stay), keep it down for

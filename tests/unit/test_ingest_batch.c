@@ -52,7 +52,9 @@ static ingest_msg_info info(uint64_t seq, uint64_t delivered, const char *reply)
     return m;
 }
 
-START_TEST(test_batch_streams_first_deliveries_and_buffers_redeliveries)
+/* A batch with its INSERTs open holding e1 (seq 100, first delivery) and e2
+ * (seq 101, second delivery). */
+static ingest_batch *streaming_batch(void)
 {
     ingest_batch *b;
     an_error err;
@@ -63,6 +65,12 @@ START_TEST(test_batch_streams_first_deliveries_and_buffers_redeliveries)
     ingest_msg_info m1 = info(100, 1, "$JS.ACK.a"), m2 = info(101, 2, "$JS.ACK.b");
     ck_assert_int_eq(ingest_batch_add_event(b, &m1, &e1, "k1", &err), AN_OK);
     ck_assert_int_eq(ingest_batch_add_event(b, &m2, &e2, "k1", &err), AN_OK);
+    return b;
+}
+
+START_TEST(test_batch_streams_first_deliveries_and_buffers_redeliveries)
+{
+    ingest_batch *b = streaming_batch();
     ck_assert(b->msgs[0].streamed);
     ck_assert(!b->msgs[1].streamed);
     ck_assert_uint_eq(b->streamed, 1);
@@ -80,15 +88,7 @@ END_TEST
  * acking the copy would settle the message in JetStream with no row stored. */
 START_TEST(test_ack_only_copy_shares_the_fate_of_the_first_copy)
 {
-    ingest_batch *b;
-    an_error err;
-    ck_assert_int_eq(ingest_batch_new(&b, &err), AN_OK);
-    open_streams(b);
-    ck_assert(ingest_batch_streaming(b));
-    ingest_event e1 = event("e1"), e2 = event("e2");
-    ingest_msg_info m1 = info(100, 1, "$JS.ACK.a"), m2 = info(101, 2, "$JS.ACK.b");
-    ck_assert_int_eq(ingest_batch_add_event(b, &m1, &e1, "k1", &err), AN_OK);
-    ck_assert_int_eq(ingest_batch_add_event(b, &m2, &e2, "k1", &err), AN_OK);
+    ingest_batch *b = streaming_batch();
     ingest_msg_info again1 = info(100, 2, "$JS.ACK.c"), again2 = info(101, 3, "$JS.ACK.d");
     ck_assert(ingest_batch_has_seq(b, 100));
     ck_assert(ingest_batch_has_seq(b, 101));
