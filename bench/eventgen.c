@@ -1816,9 +1816,8 @@ static void source_init(source *src, const opts *o, gen *g)
         if (sig != SIGUSR1)
             stop_requested = 1;
         /* from here on SIGINT and SIGTERM reach on_signal again */
-        sigemptyset(&stop);
-        sigaddset(&stop, SIGINT);
-        sigaddset(&stop, SIGTERM);
+        wait_signals(&stop);
+        sigdelset(&stop, SIGUSR1);
         pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     }
     src->cpu0 = cpu_seconds();
