@@ -1252,17 +1252,28 @@ an_status an_ch_exec(an_ch *ch, const char *sql, const an_ch_settings *settings,
     return st;
 }
 
+/* ch->url for an INSERT: the statement goes in the query parameter, the
+ * body carries the data. */
+static an_status insert_url(an_ch *ch, const char *statement, const an_ch_settings *settings,
+                            an_error *err)
+{
+    an_status st = start_url(ch, settings, err);
+    if (st == AN_OK) {
+        an_buf_adds(&ch->url, "query=");
+        an_buf_add_uri_encoded(&ch->url, statement, strlen(statement), false);
+    }
+    return st;
+}
+
 an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, size_t len,
                            const an_ch_settings *settings, unsigned flags, an_error *err)
 {
     clear_last(ch);
     if (!statement || !*statement)
         return an_error_field(err, AN_INVALID_ARGUMENT, "statement", "empty insert statement");
-    an_status st = start_url(ch, settings, err);
+    an_status st = insert_url(ch, statement, settings, err);
     if (st != AN_OK)
         return st;
-    an_buf_adds(&ch->url, "query=");
-    an_buf_add_uri_encoded(&ch->url, statement, strlen(statement), false);
     request r = {.mode = BODY_DISCARD};
     st = perform(ch, &r, false, data, len, (flags & AN_CH_INSERT_IDEMPOTENT) != 0, err);
     if (st == AN_OK)
@@ -1774,9 +1785,12 @@ static an_status check_column(void *ud, const an_ch_row *row, an_error *err)
 }
 
 /* RowBinary has no field separators: a declared type narrower or wider than
- * the column's would shift every following byte. Check once per batch. */
+ * the column's would shift every following byte. Check once per batch (a
+ * TSV batch needs no check). */
 static an_status check_schema(an_ch *ch, an_ch_batch *b, an_error *err)
 {
+    if (b->format != AN_CH_FORMAT_ROWBINARY || b->checked)
+        return AN_OK;
     char sql[400];
     snprintf(sql, sizeof(sql), "DESCRIBE TABLE %s", b->table);
     schema_check c = {b, calloc(b->ncols, sizeof(bool)), ""};
@@ -1801,11 +1815,9 @@ an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings
     clear_last(ch);
     if (b->rows == 0)
         return AN_OK;
-    if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
-        an_status st = check_schema(ch, b, err);
-        if (st != AN_OK)
-            return st;
-    }
+    an_status st = check_schema(ch, b, err);
+    if (st != AN_OK)
+        return st;
     return an_ch_insert_raw(ch, b->statement, b->data.data, b->row_start, settings, flags, err);
 }
 
@@ -1979,16 +1991,11 @@ an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *se
 {
     *out = NULL;
     clear_last(ch);
-    if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
-        an_status st = check_schema(ch, b, err);
-        if (st != AN_OK)
-            return st;
-    }
-    an_status st = start_url(ch, settings, err);
+    an_status st = check_schema(ch, b, err);
+    if (st == AN_OK)
+        st = insert_url(ch, b->statement, settings, err);
     if (st != AN_OK)
         return st;
-    an_buf_adds(&ch->url, "query=");
-    an_buf_add_uri_encoded(&ch->url, b->statement, strlen(b->statement), false);
     an_ch_stream *s = calloc(1, sizeof(*s));
     if (!s)
         abort();
