@@ -851,6 +851,14 @@ const char *an_ch_trailing_exception(const char *b, size_t len)
     return NULL;
 }
 
+/* Forget the outcome of the previous request (an_ch_last_exception_code,
+ * an_ch_last_timed_out): every request starts with this. */
+static void clear_last(an_ch *ch)
+{
+    ch->last_code = 0;
+    ch->last_timed_out = false;
+}
+
 /* The error of a non-200 answer: its exception text, else its HTTP status. */
 static an_status response_error(an_ch *ch, const request *r, an_error *err)
 {
@@ -880,8 +888,7 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
                          bool retry_after_send, an_error *err)
 {
     CURL *c = ch->curl;
-    ch->last_code = 0;
-    ch->last_timed_out = false;
+    clear_last(ch);
     curl_easy_setopt(c, CURLOPT_URL, ch->url.data);
     if (method_get) {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -1152,8 +1159,7 @@ an_status an_ch_query(an_ch *ch, const char *sql, const an_ch_settings *settings
     if (!err)
         err = &scratch;
     an_error_clear(err);
-    ch->last_code = 0;
-    ch->last_timed_out = false;
+    clear_last(ch);
     an_status st = sql_with_format(ch, sql, RESULT_FORMAT, err);
     if (st == AN_OK)
         st = start_url(ch, settings, err);
@@ -1189,8 +1195,7 @@ static bool is_format_name(const char *f)
 an_status an_ch_query_buf(an_ch *ch, const char *sql, const char *format,
                           const an_ch_settings *settings, an_buf *out, an_error *err)
 {
-    ch->last_code = 0;
-    ch->last_timed_out = false;
+    clear_last(ch);
     if (!format)
         format = "TabSeparated";
     if (!is_format_name(format))
@@ -1233,8 +1238,7 @@ static an_status check_quiet_body(an_ch *ch, request *r, an_error *err)
 
 an_status an_ch_exec(an_ch *ch, const char *sql, const an_ch_settings *settings, an_error *err)
 {
-    ch->last_code = 0;
-    ch->last_timed_out = false;
+    clear_last(ch);
     an_status st = sql_with_format(ch, sql, NULL, err);
     if (st == AN_OK)
         st = start_url(ch, settings, err);
@@ -1248,18 +1252,28 @@ an_status an_ch_exec(an_ch *ch, const char *sql, const an_ch_settings *settings,
     return st;
 }
 
+/* ch->url for an INSERT: the statement goes in the query parameter, the
+ * body carries the data. */
+static an_status insert_url(an_ch *ch, const char *statement, const an_ch_settings *settings,
+                            an_error *err)
+{
+    an_status st = start_url(ch, settings, err);
+    if (st == AN_OK) {
+        an_buf_adds(&ch->url, "query=");
+        an_buf_add_uri_encoded(&ch->url, statement, strlen(statement), false);
+    }
+    return st;
+}
+
 an_status an_ch_insert_raw(an_ch *ch, const char *statement, const void *data, size_t len,
                            const an_ch_settings *settings, unsigned flags, an_error *err)
 {
-    ch->last_code = 0;
-    ch->last_timed_out = false;
+    clear_last(ch);
     if (!statement || !*statement)
         return an_error_field(err, AN_INVALID_ARGUMENT, "statement", "empty insert statement");
-    an_status st = start_url(ch, settings, err);
+    an_status st = insert_url(ch, statement, settings, err);
     if (st != AN_OK)
         return st;
-    an_buf_adds(&ch->url, "query=");
-    an_buf_add_uri_encoded(&ch->url, statement, strlen(statement), false);
     request r = {.mode = BODY_DISCARD};
     st = perform(ch, &r, false, data, len, (flags & AN_CH_INSERT_IDEMPOTENT) != 0, err);
     if (st == AN_OK)
@@ -1771,9 +1785,12 @@ static an_status check_column(void *ud, const an_ch_row *row, an_error *err)
 }
 
 /* RowBinary has no field separators: a declared type narrower or wider than
- * the column's would shift every following byte. Check once per batch. */
+ * the column's would shift every following byte. Check once per batch (a
+ * TSV batch needs no check). */
 static an_status check_schema(an_ch *ch, an_ch_batch *b, an_error *err)
 {
+    if (b->format != AN_CH_FORMAT_ROWBINARY || b->checked)
+        return AN_OK;
     char sql[400];
     snprintf(sql, sizeof(sql), "DESCRIBE TABLE %s", b->table);
     schema_check c = {b, calloc(b->ncols, sizeof(bool)), ""};
@@ -1795,15 +1812,12 @@ static an_status check_schema(an_ch *ch, an_ch_batch *b, an_error *err)
 an_status an_ch_insert(an_ch *ch, an_ch_batch *b, const an_ch_settings *settings, unsigned flags,
                        an_error *err)
 {
-    ch->last_code = 0;
-    ch->last_timed_out = false;
+    clear_last(ch);
     if (b->rows == 0)
         return AN_OK;
-    if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
-        an_status st = check_schema(ch, b, err);
-        if (st != AN_OK)
-            return st;
-    }
+    an_status st = check_schema(ch, b, err);
+    if (st != AN_OK)
+        return st;
     return an_ch_insert_raw(ch, b->statement, b->data.data, b->row_start, settings, flags, err);
 }
 
@@ -1976,18 +1990,12 @@ an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *se
                              an_ch_stream **out, an_error *err)
 {
     *out = NULL;
-    ch->last_code = 0;
-    ch->last_timed_out = false;
-    if (b->format == AN_CH_FORMAT_ROWBINARY && !b->checked) {
-        an_status st = check_schema(ch, b, err);
-        if (st != AN_OK)
-            return st;
-    }
-    an_status st = start_url(ch, settings, err);
+    clear_last(ch);
+    an_status st = check_schema(ch, b, err);
+    if (st == AN_OK)
+        st = insert_url(ch, b->statement, settings, err);
     if (st != AN_OK)
         return st;
-    an_buf_adds(&ch->url, "query=");
-    an_buf_add_uri_encoded(&ch->url, b->statement, strlen(b->statement), false);
     an_ch_stream *s = calloc(1, sizeof(*s));
     if (!s)
         abort();

@@ -47,6 +47,12 @@ typedef struct an_events_opts {
 
 typedef struct an_events an_events;
 
+/* A NATS or JetStream failure as an_status: AN_UNAVAILABLE when the server
+ * is away or has no JetStream (timeout, no responders, connection closed),
+ * AN_FAILED_PRECONDITION otherwise; the message says what was being done,
+ * the NATS status, the JetStream error code and the library's last error. */
+an_status an_events_nats_error(an_error *err, natsStatus s, jsErrCode jerr, const char *what);
+
 /* Open a publisher on nc (borrowed: it must outlive the publisher) and make
  * sure the stream exists:
  *   - missing: created (file storage, limits retention, max age, the
@@ -58,12 +64,6 @@ typedef struct an_events an_events;
  * AN_FAILED_PRECONDITION when the stream cannot be made to fit (e.g. another
  * stream already captures these subjects). opts may be NULL.
  * Close with an_events_close(). */
-/* A NATS or JetStream failure as an_status: AN_UNAVAILABLE when the server
- * is away or has no JetStream (timeout, no responders, connection closed),
- * AN_FAILED_PRECONDITION otherwise; the message says what was being done,
- * the NATS status, the JetStream error code and the library's last error. */
-an_status an_events_nats_error(an_error *err, natsStatus s, jsErrCode jerr, const char *what);
-
 an_status an_events_open(natsConnection *nc, const an_events_opts *opts, an_events **out,
                          an_error *err);
 void an_events_close(an_events *ev);

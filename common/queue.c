@@ -34,7 +34,7 @@ struct an_queue {
     "  for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end\n"                         \
     "  return nil\n"                                                                               \
     "end\n"                                                                                        \
-    "local function an_time_mono_ms()\n"                                                           \
+    "local function now_ms()\n"                                                                    \
     "  local t = redis.call('TIME')\n"                                                             \
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                         \
     "end\n"                                                                                        \
@@ -64,7 +64,7 @@ struct an_queue {
     "  d[#d + 1] = 'reason'; d[#d + 1] = reason\n"                                                 \
     "  d[#d + 1] = 'entry'; d[#d + 1] = entry\n"                                                   \
     "  d[#d + 1] = 'consumer'; d[#d + 1] = consumer\n"                                             \
-    "  d[#d + 1] = 'failed_at'; d[#d + 1] = tostring(an_time_mono_ms())\n"                         \
+    "  d[#d + 1] = 'failed_at'; d[#d + 1] = tostring(now_ms())\n"                                  \
     "  redis.call('XADD', dead, '*', unpack(d))\n"                                                 \
     "  done(stream, group, entry)\n"                                                               \
     "end\n"                                                                                        \
@@ -83,7 +83,7 @@ struct an_queue {
 static const an_redis_script take_script = {
     "queue_take",
     LUA_PRELUDE
-    "local now = an_time_mono_ms()\n"
+    "local now = now_ms()\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)\n"
     "for _, m in ipairs(due) do\n"
     "  redis.call('XADD', KEYS[1], '*', unpack(cmsgpack.unpack(m)))\n"
@@ -146,7 +146,7 @@ static const an_redis_script fail_script = {
                 "  delay = math.floor(delay * (1 - tonumber(ARGV[8]) * tonumber(ARGV[9])))\n"
                 "  local out = carry(f, ARGV[3], attempt)\n"
                 "  out[#out + 1] = 'last_error'; out[#out + 1] = ARGV[4]\n"
-                "  redis.call('ZADD', KEYS[2], an_time_mono_ms() + delay, cmsgpack.pack(out))\n"
+                "  redis.call('ZADD', KEYS[2], now_ms() + delay, cmsgpack.pack(out))\n"
                 "  done(KEYS[1], ARGV[1], ARGV[3])\n"
                 "  return {'retry', delay, attempt}\n"
                 "end\n"

@@ -235,6 +235,15 @@ static int name_eq_ci(const walker *w, size_t k, const char *s, size_t n)
     return is_name(w, k) && t->vlen == n && strncasecmp(w->sql + t->voff, s, n) == 0;
 }
 
+/* Tokens j and k are names with the same value (case-sensitive, quotes
+ * aside: `ts` is ts). */
+static int same_name(const walker *w, size_t j, size_t k)
+{
+    const token *a = tok(w, j), *b = tok(w, k);
+    return is_name(w, j) && is_name(w, k) && a->vlen == b->vlen &&
+           memcmp(w->sql + a->voff, w->sql + b->voff, a->vlen) == 0;
+}
+
 static int after_dot(const walker *w, size_t k)
 {
     return k > 0 && w->t[k - 1].type == TK_DOT;
@@ -893,10 +902,8 @@ static int ends_operand(const walker *w, size_t p)
  * parameter? */
 static int name_defined(const walker *w, size_t k, int implicit)
 {
-    const token *t = tok(w, k);
     for (size_t j = 0; j + 1 < w->n; j++) { /* the last token is TK_END */
-        if (!is_name(w, j) || w->t[j].vlen != t->vlen ||
-            memcmp(w->sql + w->t[j].voff, w->sql + t->voff, t->vlen) != 0)
+        if (!same_name(w, j, k))
             continue;
         if (after_as(w, j))
             return 1;
@@ -929,10 +936,7 @@ static int pushdown_ok(const walker *w, size_t a, size_t b, size_t alias)
         case TK_OP:
             continue;
         case TK_DOT: /* alias.column: only this table's alias */
-            if (k == a || k + 1 >= b || !is_name(w, k + 1) || !is_name(w, k - 1) ||
-                tok(w, k - 1)->vlen != tok(w, alias)->vlen ||
-                memcmp(w->sql + tok(w, k - 1)->voff, w->sql + tok(w, alias)->voff,
-                       tok(w, alias)->vlen) != 0 ||
+            if (k == a || k + 1 >= b || !is_name(w, k + 1) || !same_name(w, k - 1, alias) ||
                 (k >= 2 && tok(w, k - 2)->type == TK_DOT) || tok(w, k + 2)->type == TK_DOT ||
                 tok(w, k + 2)->type == TK_LPAREN)
                 return 0;

@@ -64,14 +64,14 @@ int64_t an_time_floor_mod(int64_t a, int64_t b);
 /* Wall clock (CLOCK_REALTIME) in epoch ms. */
 int64_t an_time_now_ms(void);
 /* Monotonic clock in ms, for measuring durations and deadlines. */
+int64_t an_time_mono_ms(void);
+
 /* Initialise cv so that pthread_cond_timedwait takes CLOCK_MONOTONIC
  * deadlines (an_time_mono_ms and friends), not wall-clock ones. */
 void an_time_cond_init_mono(pthread_cond_t *cv);
 /* pthread_cond_timedwait on such a cv (mu held) until the monotonic time
  * deadline_ms (an_time_mono_ms); its return value (ETIMEDOUT when it ran out). */
 int an_time_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms);
-
-int64_t an_time_mono_ms(void);
 
 /* ---- text --------------------------------------------------------------- */
 

@@ -32,6 +32,15 @@ static an_sqlcheck_opts opts_for(const char *tenant)
     return o;
 }
 
+/* Platform-admin options: every tenant of the tables. */
+static an_sqlcheck_opts opts_all(void)
+{
+    an_sqlcheck_opts o = {0};
+    o.tables = tables;
+    o.all_tenants = true;
+    return o;
+}
+
 /* Bind sql for tenant T1; returns the status, the output in *out (freed by
  * the caller with an_buf_free). */
 static an_status bind(const char *sql, an_buf *out, an_error *err)
@@ -40,15 +49,22 @@ static an_status bind(const char *sql, an_buf *out, an_error *err)
     return an_sqlcheck_bind(sql, strlen(sql), &o, out, err);
 }
 
-/* Bind and compare with the exact expected text. */
-static void expect_rewrite(const char *sql, const char *want)
+/* Bind with o and compare with the exact expected text. */
+static void expect_rewrite_opts(const an_sqlcheck_opts *o, const char *sql, const char *want)
 {
     an_buf out = AN_BUF_INIT;
     an_error err = {0};
-    an_status st = bind(sql, &out, &err);
+    an_status st = an_sqlcheck_bind(sql, strlen(sql), o, &out, &err);
     ck_assert_msg(st == AN_OK, "refused %s: %s", sql, err.message);
     ck_assert_str_eq(an_buf_str(&out), want);
     an_buf_free(&out);
+}
+
+/* Bind for tenant T1 and compare with the exact expected text. */
+static void expect_rewrite(const char *sql, const char *want)
+{
+    an_sqlcheck_opts o = opts_for("T1");
+    expect_rewrite_opts(&o, sql, want);
 }
 
 /* Copy of q with the inside of every string literal and quoted name
@@ -277,21 +293,14 @@ END_TEST
 
 START_TEST(test_sqlcheck_pushdown_for_all_tenants_and_options)
 {
-    an_sqlcheck_opts o = {0};
-    o.tables = tables;
-    o.all_tenants = true;
-    an_buf out = AN_BUF_INIT;
+    an_sqlcheck_opts o = opts_all();
     const char *sql = "SELECT count() FROM events WHERE a = 1";
-    ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, NULL), AN_OK);
-    ck_assert_str_eq(an_buf_str(&out),
-                     "SELECT count() FROM (SELECT * FROM analytics.events WHERE (a = 1)) AS "
-                     "events WHERE a = 1");
-    an_buf_reset(&out);
+    expect_rewrite_opts(&o, sql,
+                        "SELECT count() FROM (SELECT * FROM analytics.events WHERE (a = 1)) AS "
+                        "events WHERE a = 1");
     o.no_pushdown = true;
-    ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, NULL), AN_OK);
-    ck_assert_str_eq(an_buf_str(&out),
-                     "SELECT count() FROM (SELECT * FROM analytics.events) AS events WHERE a = 1");
-    an_buf_free(&out);
+    expect_rewrite_opts(
+        &o, sql, "SELECT count() FROM (SELECT * FROM analytics.events) AS events WHERE a = 1");
     /* a join: the WHERE is the join's, nothing moves */
     expect_rewrite("SELECT 1 FROM events AS a ANY LEFT JOIN events_hourly AS b USING (x) WHERE "
                    "a.y = 1",
@@ -396,17 +405,13 @@ END_TEST
 
 START_TEST(test_sqlcheck_all_tenants_reads_allowed_tables_without_condition)
 {
-    an_sqlcheck_opts o = {0};
-    o.tables = tables;
-    o.all_tenants = true;
+    an_sqlcheck_opts o = opts_all();
+    expect_rewrite_opts(&o, "SELECT tenant_id, count() FROM events GROUP BY tenant_id",
+                        "SELECT tenant_id, count() FROM (SELECT * FROM analytics.events) AS "
+                        "events GROUP BY tenant_id");
     an_buf out = AN_BUF_INIT;
     an_error err;
-    const char *sql = "SELECT tenant_id, count() FROM events GROUP BY tenant_id";
-    ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, &err), AN_OK);
-    ck_assert_str_eq(an_buf_str(&out), "SELECT tenant_id, count() FROM (SELECT * FROM "
-                                       "analytics.events) AS events GROUP BY tenant_id");
-    an_buf_free(&out);
-    sql = "SELECT count() FROM system.one";
+    const char *sql = "SELECT count() FROM system.one";
     ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, &err), AN_INVALID_ARGUMENT);
     sql = "SELECT count() FROM other_table";
     ck_assert_int_eq(an_sqlcheck_bind(sql, strlen(sql), &o, &out, &err), AN_INVALID_ARGUMENT);
