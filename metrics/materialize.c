@@ -230,6 +230,12 @@ static void *scheduler_main(void *arg)
 
 /* --------------------------------------------------------------- workers */
 
+/* A dimension's name and its column in the template's result. */
+typedef struct dim_at {
+    const char *name;
+    size_t col;
+} dim_at;
+
 typedef struct collect {
     const metric_def *d;
     const char *tenant; /* fixed tenant of the rows, or NULL: from dim_tenant */
@@ -239,8 +245,8 @@ typedef struct collect {
     size_t nstr, capstr;
     bool located;
     size_t bucket_col, value_col, tenant_col;
-    /* the dimensions in name order (canonical JSON): d's index, result column */
-    size_t sorted_dim[AN_TEMPLATE_MAX_DIMENSIONS], sorted_col[AN_TEMPLATE_MAX_DIMENSIONS];
+    /* the dimensions in name order (canonical JSON), with their result columns */
+    dim_at dims[AN_TEMPLATE_MAX_DIMENSIONS];
     int64_t from_ms, to_ms;
 } collect;
 
@@ -275,19 +281,14 @@ static void sort_dimensions(collect *c, const metrics_result_columns *rc)
 {
     const metric_def *d = c->d;
     for (size_t k = 0; k < d->mat.ndimensions; k++) {
-        c->sorted_dim[k] = k;
-        c->sorted_col[k] = rc->dim_col[k];
+        c->dims[k].name = d->mat.dimensions[k];
+        c->dims[k].col = rc->dim_col[k];
     }
     for (size_t a = 1; a < d->mat.ndimensions; a++) /* insertion sort, at most 8 */
-        for (size_t k = a; k > 0 && strcmp(d->mat.dimensions[c->sorted_dim[k - 1]],
-                                           d->mat.dimensions[c->sorted_dim[k]]) > 0;
-             k--) {
-            size_t tn = c->sorted_dim[k];
-            c->sorted_dim[k] = c->sorted_dim[k - 1];
-            c->sorted_dim[k - 1] = tn;
-            size_t tc = c->sorted_col[k];
-            c->sorted_col[k] = c->sorted_col[k - 1];
-            c->sorted_col[k - 1] = tc;
+        for (size_t k = a; k > 0 && strcmp(c->dims[k - 1].name, c->dims[k].name) > 0; k--) {
+            dim_at t = c->dims[k];
+            c->dims[k] = c->dims[k - 1];
+            c->dims[k - 1] = t;
         }
 }
 
@@ -330,8 +331,8 @@ static an_status on_row(void *ud, const an_ch_row *row, an_error *err)
     /* canonical dimensions: a JSON object with the names sorted */
     cJSON *o = cJSON_CreateObject();
     for (size_t k = 0; k < d->mat.ndimensions; k++) {
-        const char *val = row->fields[c->sorted_col[k]];
-        cJSON_AddStringToObject(o, d->mat.dimensions[c->sorted_dim[k]], val ? val : "");
+        const char *val = row->fields[c->dims[k].col];
+        cJSON_AddStringToObject(o, c->dims[k].name, val ? val : "");
     }
     store_value *sv = add_value(c);
     sv->deleted = false;

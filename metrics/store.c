@@ -229,23 +229,23 @@ static an_status on_value(void *ud, const an_ch_row *row, an_error *err)
                  row->fields[3], err);
 }
 
-/* Run SELECT tenant_id, bucket (s), dimensions, <value> over the live
- * metric_values of q's metric, granularity and [from, to); by_tenant: only
- * q's tenant (or every tenant but the total); limited: LIMIT q->limit. */
-static an_status select_values(an_ch *ch, const store_values_query *q, const char *value,
-                               bool by_tenant, bool limited, store_value_fn fn, void *ud,
-                               an_error *err)
+/* Run SELECT tenant_id, bucket (s), dimensions, value over the live
+ * metric_values of q's metric, granularity and [from, to), of q's tenant
+ * (or every tenant but the total), LIMIT q->limit. keys: '' for value, of
+ * every tenant, no LIMIT (q's tenant, every_tenant and limit unused). */
+static an_status select_values(an_ch *ch, const store_values_query *q, bool keys, store_value_fn fn,
+                               void *ud, an_error *err)
 {
     an_buf sql = AN_BUF_INIT;
     an_buf_adds(&sql, "SELECT tenant_id, toUnixTimestamp(bucket), dimensions, ");
-    an_buf_adds(&sql, value);
+    an_buf_adds(&sql, keys ? "''" : "value");
     an_buf_adds(&sql, " FROM analytics.metric_values FINAL WHERE metric_id = ");
     an_sql_quote_str(&sql, q->metric_id);
     an_buf_adds(&sql, " AND granularity = ");
     an_sql_quote_str(&sql, an_template_granularity_name(q->granularity));
-    if (by_tenant && q->every_tenant) {
+    if (!keys && q->every_tenant) {
         an_buf_adds(&sql, " AND tenant_id != ''");
-    } else if (by_tenant) {
+    } else if (!keys) {
         an_buf_adds(&sql, " AND tenant_id = ");
         an_sql_quote_str(&sql, q->tenant ? q->tenant : "");
     }
@@ -254,7 +254,7 @@ static an_status select_values(an_ch *ch, const store_values_query *q, const cha
     an_buf_adds(&sql, ") AND bucket < toDateTime(");
     an_sql_int64(&sql, an_time_floor_div(q->to_ms, 1000));
     an_buf_adds(&sql, ") AND deleted = 0");
-    if (limited) {
+    if (!keys) {
         an_buf_adds(&sql, " LIMIT ");
         an_sql_uint64(&sql, q->limit);
     }
@@ -267,7 +267,7 @@ static an_status select_values(an_ch *ch, const store_values_query *q, const cha
 an_status metrics_store_values_read(an_ch *reader, const store_values_query *q, store_value_fn fn,
                                     void *ud, an_error *err)
 {
-    return select_values(reader, q, "value", true, true, fn, ud, err);
+    return select_values(reader, q, false, fn, ud, err);
 }
 
 an_status metrics_store_values_keys(an_ch *ch, const char *metric_id, an_template_granularity g,
@@ -276,7 +276,7 @@ an_status metrics_store_values_keys(an_ch *ch, const char *metric_id, an_templat
 {
     store_values_query q = {
         .metric_id = metric_id, .granularity = g, .from_ms = from_ms, .to_ms = to_ms};
-    return select_values(ch, &q, "''", false, false, fn, ud, err);
+    return select_values(ch, &q, true, fn, ud, err);
 }
 
 static const an_ch_column run_cols[] = {
