@@ -251,6 +251,32 @@ bool th_wait_log(const char *path, const char *needle, int timeout_ms)
     return false;
 }
 
+int th_log_port(const char *path)
+{
+    char *s = th_read_file(path);
+    const char *at = strstr(s, "(port ");
+    int port = at ? atoi(at + 6) : 0;
+    free(s);
+    return port;
+}
+
+double th_metric(int port, const char *series)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%d/metrics", port);
+    char *out = th_run(cmd, NULL);
+    double v = -1;
+    size_t n = strlen(series);
+    for (char *line = out; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            v = strtod(line + n + 1, NULL);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(out);
+    return v;
+}
+
 char *th_bearer(const char *secret, const char *sub, const char *tid, const char *scope,
                 const char *roles_json, long ttl_s)
 {

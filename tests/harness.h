@@ -74,6 +74,14 @@ bool th_log_has(const char *path, const char *needle);
  * passes; returns whether it did. */
 bool th_wait_log(const char *path, const char *needle, int timeout_ms);
 
+/* The HTTP port a service logged at start ("... (port N)") in its log at
+ * path, 0 when none. */
+int th_log_port(const char *path);
+
+/* The value of one series (its exact text, labels included) on
+ * http://127.0.0.1:port/metrics, -1 when absent. */
+double th_metric(int port, const char *series);
+
 /* "Bearer <HS256 JWT>" signed with secret, with the claims sub, tid, scope
  * and roles (roles_json: a JSON array text, e.g. "[\"analyst\"]"); a NULL
  * claim is omitted. exp is now + ttl_s (negative: already expired). Free it. */

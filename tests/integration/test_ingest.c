@@ -129,10 +129,9 @@ static proc *start_ingest(const char *const *extra)
     char *s = th_read_file(p->log);
     ck_assert_msg(strstr(s, "ingest ready") != NULL, "ingest did not start; see %s:\n%s", p->log,
                   s);
-    const char *at = strstr(s, "(port ");
-    ck_assert_ptr_nonnull(at);
-    p->port = atoi(at + 6);
     free(s);
+    p->port = th_log_port(p->log);
+    ck_assert_int_gt(p->port, 0);
     return p;
 }
 
@@ -150,19 +149,7 @@ static int stop_ingest(proc *p, int timeout_ms)
 /* The value of one series on p's /metrics (exact series text), -1 if absent. */
 static double metric(const proc *p, const char *series)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%d/metrics", p->port);
-    char *out = th_run(cmd, NULL);
-    double v = -1;
-    size_t n = strlen(series);
-    for (char *line = out; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (strncmp(line, series, n) == 0 && line[n] == ' ')
-            v = strtod(line + n + 1, NULL);
-        line = nl ? nl + 1 : NULL;
-    }
-    free(out);
-    return v;
+    return th_metric(p->port, series);
 }
 
 static void iso_ago(int64_t ms_ago, char out[AN_TIME_ISO_LEN])

@@ -216,23 +216,9 @@ END_TEST
 /* The service's /metrics value of a series without labels, or -1. */
 static double svc_gauge(const char *name)
 {
-    char *log = th_read_file(svc.log);
-    const char *at = strstr(log, "(port ");
-    int port = at ? atoi(at + 6) : 0;
-    free(log);
+    int port = th_log_port(svc.log);
     ck_assert_int_gt(port, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%d/metrics", port);
-    FILE *f = popen(cmd, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[512];
-    double v = -1;
-    size_t n = strlen(name);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, name, n) == 0 && line[n] == ' ')
-            v = atof(line + n + 1);
-    pclose(f);
-    return v;
+    return th_metric(port, name);
 }
 
 /* Query now and then (the list is read again by a live query once it is
