@@ -337,7 +337,8 @@ static void nats_teardown(void)
     natsConnection_Destroy(nc);
     js = NULL;
     nc = NULL;
-    nats_Close();
+    nats_CloseAndWait(
+        2000); /* waits for nats.c's threads (an ack callback still running at exit leaks) */
 }
 
 /* A memory stream capturing <prefix>.>, named after prefix; returns its name. */
