@@ -245,7 +245,7 @@ int main(int argc, char **argv)
     free(cached_body);
     free(ms);
     natsConnection_Destroy(nc);
-    nats_CloseAndWait(
-        2000); /* waits for nats.c's threads (an ack callback still running at exit leaks) */
+    /* waits for nats.c's threads: an ack callback still running at exit leaks */
+    nats_CloseAndWait(2000);
     return 0;
 }

@@ -138,7 +138,7 @@ int main(int argc, char **argv)
            dt > 0 ? (double)n / dt : 0.0, bytes);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
-    nats_CloseAndWait(
-        2000); /* waits for nats.c's threads (an ack callback still running at exit leaks) */
+    /* waits for nats.c's threads: an ack callback still running at exit leaks */
+    nats_CloseAndWait(2000);
     return failures ? 1 : 0;
 }

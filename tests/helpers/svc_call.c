@@ -98,7 +98,7 @@ int main(int argc, char **argv)
     natsMsg_Destroy(reply);
     natsMsg_Destroy(m);
     natsConnection_Destroy(nc);
-    nats_CloseAndWait(
-        2000); /* waits for nats.c's threads (an ack callback still running at exit leaks) */
+    /* waits for nats.c's threads: an ack callback still running at exit leaks */
+    nats_CloseAndWait(2000);
     return rc;
 }

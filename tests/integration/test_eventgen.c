@@ -337,8 +337,8 @@ static void nats_teardown(void)
     natsConnection_Destroy(nc);
     js = NULL;
     nc = NULL;
-    nats_CloseAndWait(
-        2000); /* waits for nats.c's threads (an ack callback still running at exit leaks) */
+    /* waits for nats.c's threads: an ack callback still running at exit leaks */
+    nats_CloseAndWait(2000);
 }
 
 /* A memory stream capturing <prefix>.>, named after prefix; returns its name. */
