@@ -250,6 +250,25 @@ static void release_parked(ingest_pipeline *p, ingest_batch *b)
     p->nparked = 0;
 }
 
+/* Restart the ack wait of b's messages once a third of it has passed since
+ * the last restart (or since b opened), so that JetStream does not hand them
+ * to another replica while this one holds them: a batch filling longer than
+ * the ack wait, or waiting for a slow or stopped ClickHouse. Messages taken
+ * in later were delivered at most a third of the ack wait before (the
+ * longest the fetcher waits), so they are kept alive in time too. */
+static void keep_batch_alive(ingest_pipeline *p, ingest_batch *b, int64_t now)
+{
+    int64_t since = b->progress_ms > b->opened_ms ? b->progress_ms : b->opened_ms;
+    if (!b->n || now - since < p->o.ack_wait_ms / 3)
+        return;
+    for (size_t j = 0; j < b->n; j++)
+        if (b->msgs[j].reply_off != UINT32_MAX)
+            ingest_consumer_progress(p->o.consumer, ingest_msg_reply(b, &b->msgs[j]));
+    b->progress_ms = now;
+    an_debug("kept %zu held messages from redelivery (held %lld ms)", b->n,
+             (long long)(now - b->opened_ms));
+}
+
 /* Hand b's live rows to its streaming INSERTs once a tier holds min_bytes.
  * ClickHouse slower than the fetcher makes this wait: for at most a third
  * of the ack wait (the batch's messages are not kept alive meanwhile), then
@@ -267,7 +286,8 @@ static void stream_send(ingest_pipeline *p, ingest_batch *b, size_t min_bytes)
                     b->streamed, err.message);
             return;
         }
-        int64_t waited = an_time_mono_ms() - start;
+        int64_t now = an_time_mono_ms(), waited = now - start;
+        keep_batch_alive(p, b, now);
         if (waited >= limit || (is_stopping(p) && waited >= 1000)) {
             if (waited >= limit)
                 an_warn("ClickHouse took no rows for %lld ms: giving up the streaming insert of "
@@ -343,6 +363,7 @@ static void *fetcher_main(void *arg)
         bool full = b->n >= o->batch_rows || ingest_batch_bytes(b) >= o->batch_bytes;
         bool old = b->n && an_time_mono_ms() >= b->opened_ms + o->batch_age_ms;
         stream_send(p, b, full || old ? 0 : STREAM_CHUNK);
+        keep_batch_alive(p, b, an_time_mono_ms());
         if (full || old) {
             submit(p, b);
             b = NULL;
@@ -527,29 +548,14 @@ static void *writer_main(void *arg)
 
 /* ---------------------------------------------------------- the monitor */
 
-/* Restart the ack wait of messages held long (ClickHouse slow or down), so
- * that JetStream does not hand them to another replica meanwhile. */
+/* Restart the ack wait of the batches the writer holds (ClickHouse slow or
+ * down); the fetcher keeps its own batch alive. */
 static void keep_alive(ingest_pipeline *p, int64_t now)
 {
-    int64_t every = p->o.ack_wait_ms / 3;
-    ingest_batch *held[POOL + 1];
-    int n = 0;
     for (int i = 0; i < p->rcount; i++)
-        held[n++] = p->ready[(p->rhead + i) % POOL];
+        keep_batch_alive(p, p->ready[(p->rhead + i) % POOL], now);
     if (p->writing)
-        held[n++] = p->writing;
-    for (int i = 0; i < n; i++) {
-        ingest_batch *b = held[i];
-        int64_t since = b->progress_ms > b->opened_ms ? b->progress_ms : b->opened_ms;
-        if (!b->n || now - since < every)
-            continue;
-        for (size_t j = 0; j < b->n; j++)
-            if (b->msgs[j].reply_off != UINT32_MAX)
-                ingest_consumer_progress(p->o.consumer, ingest_msg_reply(b, &b->msgs[j]));
-        b->progress_ms = now;
-        an_debug("kept %zu held messages from redelivery (held %lld ms)", b->n,
-                 (long long)(now - b->opened_ms));
-    }
+        keep_batch_alive(p, p->writing, now);
 }
 
 static void *monitor_main(void *arg)

@@ -1016,6 +1016,31 @@ START_TEST(test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_
 }
 END_TEST
 
+/* A batch that fills longer than the ack wait (a slow trickle with a long
+ * ANALYTICS_INGEST_BATCH_AGE): ingest keeps its messages from redelivery
+ * while it fills, so JetStream hands none of them out again. */
+START_TEST(test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered)
+{
+    proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_AGE=7s",
+                                                 "ANALYTICS_INGEST_ACK_WAIT=2s", NULL});
+    load(500, tenant, "trickle");
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    th_sleep_ms(4000); /* two ack waits: the batch is still open */
+    ck_assert_int_eq(th_ch_count(q), 0);
+    ck_assert_int_eq(wait_count(q, 500, 30000), 500);
+    free(q);
+    th_sleep_ms(1000);
+    assert_counted_once(tenant, 500);
+    ck_assert_double_eq(metric(p, "analytics_ingest_messages_total{delivery=\"redelivery\"}"), 0);
+    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 500);
+    jsConsumerInfo *ci = NULL;
+    ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
+    ck_assert_int_eq(ci->NumRedelivered, 0);
+    jsConsumerInfo_Destroy(ci);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
 /* nats-server restarts while ingest has a batch in flight: JetStream keeps
  * the stream and the consumer's state on disk; acks lost with the
  * connection bring those events again, and ingest finds them stored. Events
@@ -1197,6 +1222,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_kill_9_mid_stream_and_restart_counts_every_event_once);
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
+    tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
     suite_add_tcase(s, tc);
     return s;
 }
