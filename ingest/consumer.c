@@ -504,25 +504,31 @@ uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c)
     return atomic_load_explicit(&c->maybe_stored_through, memory_order_relaxed);
 }
 
-static void send(ingest_consumer *c, const char *reply, const char *what)
+static bool send(ingest_consumer *c, const char *reply, const char *what)
 {
-    if (reply && *reply)
-        natsConnection_Publish(c->nc, reply, what, (int)strlen(what));
+    if (!reply || !*reply)
+        return true;
+    return natsConnection_Publish(c->nc, reply, what, (int)strlen(what)) == NATS_OK;
 }
 
-void ingest_consumer_ack(ingest_consumer *c, const char *reply)
+bool ingest_consumer_connected(ingest_consumer *c)
 {
-    send(c, reply, "+ACK");
+    return natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
-void ingest_consumer_progress(ingest_consumer *c, const char *reply)
+bool ingest_consumer_ack(ingest_consumer *c, const char *reply)
 {
-    send(c, reply, "+WPI");
+    return send(c, reply, "+ACK");
 }
 
-void ingest_consumer_nak(ingest_consumer *c, const char *reply)
+bool ingest_consumer_progress(ingest_consumer *c, const char *reply)
 {
-    send(c, reply, "-NAK");
+    return send(c, reply, "+WPI");
+}
+
+bool ingest_consumer_nak(ingest_consumer *c, const char *reply)
+{
+    return send(c, reply, "-NAK");
 }
 
 /* The unsigned decimal token [s, e), or false. */

@@ -42,6 +42,13 @@ an_status ingest_metrics_init(ingest_metrics *m, an_prom_registry *r, an_error *
     C(insert_failures, "analytics_ingest_insert_failures_total",
       "Failed attempts to write a batch (the batch is retried).", NULL);
     C(acks, "analytics_ingest_acks_total", "Messages acked after their rows were stored.", NULL);
+    static const char *const kinds[INGEST_REPLY_KINDS] = {"ack", "in_progress", "nak"};
+    for (int k = 0; k < INGEST_REPLY_KINDS; k++) {
+        C(unsent[k], "analytics_ingest_unsent_replies_total",
+          "Acks, in-progress and NAKs that could not be sent (NATS down, its reconnect buffer "
+          "full); those messages come back after the ack wait and are looked up.",
+          AN_PROM_LABELS("kind", kinds[k]));
+    }
     H(batch_messages, "analytics_ingest_batch_messages", "Messages per written batch.",
       batch_buckets);
     H(batch_write_seconds, "analytics_ingest_batch_write_seconds",

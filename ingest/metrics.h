@@ -10,6 +10,8 @@
  *   analytics_ingest_pii_masked_total                  PII-looking values masked
  *   analytics_ingest_insert_failures_total             failed write attempts (ClickHouse)
  *   analytics_ingest_acks_total                        messages acked
+ *   analytics_ingest_unsent_replies_total{kind}        acks, in-progress, NAKs nats.c refused
+ *                                                      (kind ack, in_progress, nak)
  *   analytics_ingest_batch_messages                    histogram: messages per batch
  *   analytics_ingest_batch_write_seconds               histogram: write of a batch, all
  *                                                      tiers, retries included
@@ -28,6 +30,14 @@
 #include "ingest/batch.h"
 #include "ingest/envelope.h"
 
+/* What ingest tells JetStream about a message. */
+typedef enum {
+    INGEST_REPLY_ACK,
+    INGEST_REPLY_PROGRESS,
+    INGEST_REPLY_NAK,
+    INGEST_REPLY_KINDS
+} ingest_reply;
+
 typedef struct ingest_metrics {
     an_prom_counter *messages_first, *messages_redelivered;
     an_prom_counter *events;
@@ -37,6 +47,7 @@ typedef struct ingest_metrics {
     an_prom_counter *pii_removed, *pii_masked;
     an_prom_counter *insert_failures;
     an_prom_counter *acks;
+    an_prom_counter *unsent[INGEST_REPLY_KINDS];
     an_prom_histogram *batch_messages, *batch_write_seconds, *batch_latency_seconds;
     an_prom_gauge *pending, *ack_pending, *held, *clickhouse_up;
 } ingest_metrics;

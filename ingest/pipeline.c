@@ -205,6 +205,19 @@ static bool is_stopping(ingest_pipeline *p)
     return s;
 }
 
+/* Tell JetStream what became of a message. What nats.c refuses (NATS down
+ * with its reconnect buffer full) is counted: that message comes back after
+ * the ack wait and is looked up. */
+static bool reply(ingest_pipeline *p, const char *subject, ingest_reply kind)
+{
+    static bool (*const send[INGEST_REPLY_KINDS])(ingest_consumer *, const char *) = {
+        ingest_consumer_ack, ingest_consumer_progress, ingest_consumer_nak};
+    if (send[kind](p->o.consumer, subject))
+        return true;
+    an_prom_counter_inc(p->m->unsent[kind]);
+    return false;
+}
+
 /* While every batch waits for the writer, messages that the open pull
  * requests still bring must not sit unseen in the subscription past the ack
  * wait (JetStream would hand them to another replica while this one still
@@ -229,9 +242,10 @@ static void park(ingest_pipeline *p)
         free(list.Msgs); /* the messages are ours now */
     }
     int64_t now = an_time_mono_ms();
-    if (p->nparked && now - p->parked_progress_ms >= p->o.ack_wait_ms / 3) {
+    if (p->nparked && now - p->parked_progress_ms >= p->o.ack_wait_ms / 3 &&
+        ingest_consumer_connected(p->o.consumer)) {
         for (int i = 0; i < p->nparked; i++)
-            ingest_consumer_progress(p->o.consumer, natsMsg_GetReply(p->parked[i]));
+            reply(p, natsMsg_GetReply(p->parked[i]), INGEST_REPLY_PROGRESS);
         p->parked_progress_ms = now;
     }
 }
@@ -255,15 +269,17 @@ static void release_parked(ingest_pipeline *p, ingest_batch *b)
  * to another replica while this one holds them: a batch filling longer than
  * the ack wait, or waiting for a slow or stopped ClickHouse. Messages taken
  * in later were delivered at most a third of the ack wait before (the
- * longest the fetcher waits), so they are kept alive in time too. */
+ * longest the fetcher waits), so they are kept alive in time too. While NATS
+ * is down nothing is sent (the acks need nats.c's reconnect buffer more);
+ * the first tick after the reconnect sends it. */
 static void keep_batch_alive(ingest_pipeline *p, ingest_batch *b, int64_t now)
 {
     int64_t since = b->progress_ms > b->opened_ms ? b->progress_ms : b->opened_ms;
-    if (!b->n || now - since < p->o.ack_wait_ms / 3)
+    if (!b->n || now - since < p->o.ack_wait_ms / 3 || !ingest_consumer_connected(p->o.consumer))
         return;
     for (size_t j = 0; j < b->n; j++)
         if (b->msgs[j].reply_off != UINT32_MAX)
-            ingest_consumer_progress(p->o.consumer, ingest_msg_reply(b, &b->msgs[j]));
+            reply(p, ingest_msg_reply(b, &b->msgs[j]), INGEST_REPLY_PROGRESS);
     b->progress_ms = now;
     an_debug("kept %zu held messages from redelivery (held %lld ms)", b->n,
              (long long)(now - b->opened_ms));
@@ -372,7 +388,7 @@ static void *fetcher_main(void *arg)
     if (b && p->nparked)
         release_parked(p, b);
     for (int i = 0; i < p->nparked; i++) { /* no batch to put them in: hand them back */
-        ingest_consumer_nak(o->consumer, natsMsg_GetReply(p->parked[i]));
+        reply(p, natsMsg_GetReply(p->parked[i]), INGEST_REPLY_NAK);
         natsMsg_Destroy(p->parked[i]);
     }
     p->nparked = 0;
@@ -429,10 +445,9 @@ static void ack_all(ingest_pipeline *p, ingest_batch *b, bool ok)
         if (m->reply_off == UINT32_MAX)
             continue;
         if (ok && !(m->streamed && b->stream_failed)) {
-            ingest_consumer_ack(p->o.consumer, ingest_msg_reply(b, m));
-            acked++;
+            acked += reply(p, ingest_msg_reply(b, m), INGEST_REPLY_ACK);
         } else {
-            ingest_consumer_nak(p->o.consumer, ingest_msg_reply(b, m));
+            reply(p, ingest_msg_reply(b, m), INGEST_REPLY_NAK);
         }
     }
     if (acked)

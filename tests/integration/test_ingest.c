@@ -390,9 +390,8 @@ static int nats_start(void)
     return wait_answers("ANALYTICS_NATS_MONITOR_URL", "/healthz", 20000);
 }
 
-/* Stop nats-server with SIGTERM (JetStream's files stay), keep it down for
- * down_ms, start it again. */
-static void nats_restart(int down_ms)
+/* Stop nats-server with SIGTERM (JetStream's files stay). */
+static void nats_stop(void)
 {
     const char *d = th_env("ANALYTICS_STACK_DIR");
     char path[512], proc_path[64];
@@ -420,6 +419,12 @@ static void nats_restart(int down_ms)
     while (kill(pid, 0) == 0 && th_now_ms() < deadline)
         th_sleep_ms(50);
     ck_assert_msg(kill(pid, 0) != 0, "nats-server did not stop");
+}
+
+/* nats_stop(), down for down_ms, nats_start(). */
+static void nats_restart(int down_ms)
+{
+    nats_stop();
     th_sleep_ms(down_ms);
     ck_assert_msg(nats_start() == 0, "nats-server did not start again");
 }
@@ -1066,6 +1071,56 @@ START_TEST(test_nats_server_restarted_mid_stream_counts_every_event_once)
 }
 END_TEST
 
+/* nats-server is down while ingest writes what it holds and acks more than
+ * nats.c's 8 MiB reconnect buffer takes: the acks it could not send are
+ * counted, and those events come back after the ack wait and are found
+ * stored. */
+START_TEST(test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_twice)
+{
+    /* two batches of 50,000: all that ingest holds while ClickHouse is down */
+    proc *p = start_ingest(
+        (const char *const[]){"ANALYTICS_INGEST_RETRY_MAX=1s", "ANALYTICS_INGEST_ACK_WAIT=6s",
+                              "ANALYTICS_INGEST_BATCH_ROWS=50000", "ANALYTICS_INGEST_BATCH_AGE=10s",
+                              "ANALYTICS_INGEST_BATCH_BYTES=200MiB", NULL});
+    ch_stop();
+    const long n = 100000; /* about 11 MB of acks */
+    load(n, tenant, "unsent");
+    int64_t deadline = th_now_ms() + 30000;
+    for (;;) { /* every event delivered to ingest, none acked */
+        jsConsumerInfo *ci = NULL;
+        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
+        bool all = ci->NumPending == 0 && ci->NumAckPending == n;
+        jsConsumerInfo_Destroy(ci);
+        if (all)
+            break;
+        ck_assert_msg(th_now_ms() < deadline, "ingest did not take all %ld events", n);
+        th_sleep_ms(200);
+    }
+    nats_stop();
+    ck_assert_int_eq(ch_start(), 0);
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, n, 60000), n);
+    deadline = th_now_ms() + 30000;
+    while (metric(p, "analytics_ingest_held_messages") > 0 && th_now_ms() < deadline)
+        th_sleep_ms(100);
+    ck_assert_double_eq(metric(p, "analytics_ingest_held_messages"), 0);
+    double unsent = metric(p, "analytics_ingest_unsent_replies_total{kind=\"ack\"}");
+    ck_assert_msg(unsent > 0 && unsent < n, "%.0f acks unsent of %ld", unsent, n);
+    ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), n - unsent);
+
+    ck_assert_msg(nats_start() == 0, "nats-server did not start again");
+    wait_consumer_settled(
+        "the events whose acks were lost were not acked"); /* after the ack wait */
+    th_sleep_ms(1000);
+    ck_assert_int_eq(th_ch_count(q), n);
+    free(q);
+    assert_counted_once(tenant, n);
+    ck_assert_double_eq(metric(p, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"),
+                        unsent);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
 /* The durable consumer is deleted (or ANALYTICS_INGEST_CONSUMER renamed)
  * while the stream still holds events ingest stored: the new consumer
  * delivers them all again as first deliveries. They are looked up, not
@@ -1223,6 +1278,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
+    tcase_add_test(tc, test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_twice);
     suite_add_tcase(s, tc);
     return s;
 }
