@@ -1135,6 +1135,12 @@ void an_ch_get_stats(const an_ch *ch, an_ch_stats *out)
     *out = ch->stats;
 }
 
+void an_ch_set_query_timeout(an_ch *ch, int ms)
+{
+    ch->query_timeout_ms = ms > 0 ? ms : -1;
+    curl_easy_setopt(ch->curl, CURLOPT_TIMEOUT_MS, ms > 0 ? (long)ms : 0L);
+}
+
 an_status an_ch_ping(an_ch *ch, an_error *err)
 {
     an_buf_reset(&ch->url);
@@ -1840,11 +1846,13 @@ struct an_ch_stream {
     an_buf pending; /* handed over, not yet taken by curl */
     an_buf sending; /* taken by curl, sent up to off */
     size_t off;
-    bool ended;     /* the caller has no more rows */
-    bool aborting;  /* the caller gives up: break the request */
-    bool connected; /* the request is about to go out on a new connection */
-    bool done;      /* curl_easy_perform returned */
-    an_status st;   /* when done */
+    bool ended;        /* the caller has no more rows */
+    bool aborting;     /* the caller gives up: break the request */
+    int64_t answer_by; /* monotonic ms: no answer by then breaks it; 0: none */
+    bool timed_out;    /* broken off at answer_by */
+    bool connected;    /* the request is about to go out on a new connection */
+    bool done;         /* curl_easy_perform returned */
+    an_status st;      /* when done */
     an_error err;
     uint64_t bytes; /* body bytes given to curl */
     request req;
@@ -1865,13 +1873,16 @@ static int on_stream_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip
 }
 
 /* Breaks the request off when the caller gave up, also while curl waits
- * on a server that stopped reading. */
+ * on a server that stopped reading, or when the answer is late (curl calls
+ * this about once a second while it waits). */
 static int on_stream_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                               curl_off_t ulnow)
 {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
     an_ch_stream *s = ud;
     pthread_mutex_lock(&s->mu);
+    if (!s->aborting && s->answer_by && an_time_mono_ms() >= s->answer_by)
+        s->aborting = s->timed_out = true;
     bool stop = s->aborting;
     pthread_mutex_unlock(&s->mu);
     return stop ? 1 : 0;
@@ -1909,10 +1920,14 @@ static size_t on_stream_read(char *dst, size_t size, size_t nitems, void *ud)
 
 /* Switch ch's handle to the streaming request of s, or back (s NULL). A new
  * connection each time: a kept-alive one that the server closed meanwhile
- * would fail after rows were taken, which cannot be sent again. */
+ * would fail after rows were taken, which cannot be sent again. The query
+ * timeout counts from the end of the body (on_stream_progress), not from
+ * the start: the body takes as long as its caller builds it. */
 static void stream_options(an_ch *ch, an_ch_stream *s)
 {
     CURL *c = ch->curl;
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                     !s && ch->query_timeout_ms > 0 ? (long)ch->query_timeout_ms : 0L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, s ? on_stream_read : NULL);
     curl_easy_setopt(c, CURLOPT_READDATA, s);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, s ? s->headers : ch->headers);
@@ -1957,12 +1972,16 @@ static void *stream_main(void *arg)
         st = response_error(ch, r, &err);
     } else if (rc != CURLE_OK) {
         const char *why = ch->errbuf[0] ? ch->errbuf : curl_easy_strerror(rc);
-        st = s->aborting ? an_error_set(&err, AN_UNAVAILABLE, "clickhouse: insert abandoned")
-             : r->sent   ? an_error_set(&err, AN_UNAVAILABLE,
-                                        "clickhouse: streaming insert broken after %" PRIu64
-                                        " bytes (%s); rows sent may be stored",
-                                        s->bytes, why)
-                         : an_error_set(&err, AN_UNAVAILABLE, "clickhouse %s: %s", ch->base, why);
+        st = s->timed_out
+                 ? an_error_set(&err, AN_UNAVAILABLE,
+                                "clickhouse: no answer to the streaming insert in time after its "
+                                "end; rows sent may be stored")
+             : s->aborting ? an_error_set(&err, AN_UNAVAILABLE, "clickhouse: insert abandoned")
+             : r->sent     ? an_error_set(&err, AN_UNAVAILABLE,
+                                          "clickhouse: streaming insert broken after %" PRIu64
+                                          " bytes (%s); rows sent may be stored",
+                                          s->bytes, why)
+                           : an_error_set(&err, AN_UNAVAILABLE, "clickhouse %s: %s", ch->base, why);
     } else {
         st = check_quiet_body(ch, r, &err);
     }
@@ -2058,13 +2077,17 @@ an_status an_ch_stream_send(an_ch_stream *s, an_ch_batch *b, int timeout_ms, an_
     return st;
 }
 
-an_status an_ch_stream_finish(an_ch_stream *s, bool abandon, an_error *err)
+an_status an_ch_stream_finish(an_ch_stream *s, int wait_ms, an_error *err)
 {
     if (!s)
         return AN_OK;
+    if (wait_ms < 0) /* the query timeout; none (< 0): wait as long as it takes */
+        wait_ms = s->ch->query_timeout_ms;
     pthread_mutex_lock(&s->mu);
-    if (abandon)
+    if (wait_ms == 0)
         s->aborting = true;
+    else if (wait_ms > 0)
+        s->answer_by = an_time_mono_ms() + wait_ms;
     s->ended = true;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);

@@ -79,7 +79,8 @@ typedef struct an_ch_options {
     const char *password;    /* NULL: "" */
     const char *database;    /* default database of every request; NULL: the user's */
     int connect_timeout_ms;  /* 0: 2000 */
-    int query_timeout_ms;    /* whole request, client side; 0: 300000; < 0: none */
+    int query_timeout_ms;    /* whole request, client side (a streaming insert: from the
+                              * end of its body); 0: 300000; < 0: none */
     int max_retries;         /* retries on connection errors; 0: 3; < 0: none */
     int backoff_base_ms;     /* delay before the first retry; 0: 100 */
     int backoff_max_ms;      /* cap of one delay; 0: 5000 */
@@ -114,6 +115,10 @@ int an_ch_last_exception_code(const an_ch *ch);
 bool an_ch_last_timed_out(const an_ch *ch);
 
 void an_ch_get_stats(const an_ch *ch, an_ch_stats *out);
+
+/* Change the query timeout of the requests made from now on (the same
+ * meaning as an_ch_options.query_timeout_ms, 0 excepted: none). */
+void an_ch_set_query_timeout(an_ch *ch, int ms);
 
 /* GET /ping: AN_OK when the server answers "Ok.". Retried like a read. */
 an_status an_ch_ping(an_ch *ch, an_error *err);
@@ -300,7 +305,7 @@ size_t an_ch_tsv_unescape(char *dst, const char *src, size_t len);
  *   an_ch_stream *s;
  *   an_ch_stream_start(ch, rows, &settings, &s, &err);  // connects
  *   ... add rows to `rows` ...; an_ch_stream_send(s, rows, 1000, &err);  // hands them over
- *   an_ch_stream_finish(s, false, &err);                // ClickHouse's answer
+ *   an_ch_stream_finish(s, -1, &err);                   // ClickHouse's answer
  *
  * The request runs on ch in a thread of the stream: ch must not be used
  * otherwise until an_ch_stream_finish returned. It goes out on a new
@@ -324,8 +329,11 @@ an_status an_ch_stream_start(an_ch *ch, an_ch_batch *b, const an_ch_settings *se
  * the request's error once it failed. */
 an_status an_ch_stream_send(an_ch_stream *s, an_ch_batch *b, int timeout_ms, an_error *err);
 
-/* End the body and wait for the answer (abandon: break the request off
- * instead; the rows sent may be stored all the same). Frees s; NULL: AN_OK. */
-an_status an_ch_stream_finish(an_ch_stream *s, bool abandon, an_error *err);
+/* End the body and wait up to wait_ms for the answer (< 0: the client's
+ * query timeout, which for a streaming insert counts from here, however
+ * long the body took; 0: break the request off at once). A request broken
+ * off, at once or for want of an answer, fails, and the rows sent may be
+ * stored all the same. Frees s; NULL: AN_OK. */
+an_status an_ch_stream_finish(an_ch_stream *s, int wait_ms, an_error *err);
 
 #endif

@@ -676,6 +676,7 @@ void ingest_pipeline_stop(ingest_pipeline *p)
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
     p->stop_deadline = an_time_mono_ms() + p->o.stop_timeout_ms;
+    ingest_store_set_deadline(p->store, p->stop_deadline);
     if (!p->started[2])
         p->fetcher_done = true;
     if (!p->started[0])

@@ -56,6 +56,11 @@ typedef struct ingest_store_options {
 an_status ingest_store_new(const ingest_store_options *o, ingest_store **out, an_error *err);
 void ingest_store_free(ingest_store *st);
 
+/* From now on every request and wait of the store ends by deadline_ms
+ * (monotonic; ingest's drain timeout on SIGTERM): what ClickHouse has not
+ * confirmed by then fails, a streaming insert is broken off. Any thread. */
+void ingest_store_set_deadline(ingest_store *st, int64_t deadline_ms);
+
 /* Per attempt, for metrics and logs. */
 typedef struct ingest_write_report {
     size_t rows[INGEST_TIERS];    /* rows inserted by this attempt */

@@ -247,7 +247,7 @@ START_TEST(test_clickhouse_streaming_insert_sends_while_building)
         }
     }
     ck_assert_int_eq(an_ch_stream_send(s, b, 10000, &err), AN_OK);
-    ck_assert_msg(an_ch_stream_finish(s, false, &err) == AN_OK, "%s", err.message);
+    ck_assert_msg(an_ch_stream_finish(s, -1, &err) == AN_OK, "%s", err.message);
     ck_assert_uint_gt(sends, 20);
     ck_assert_uint_lt(most, (1u << 20) + 4096);
     check_events(table, &sums);
@@ -265,7 +265,7 @@ START_TEST(test_clickhouse_streaming_insert_sends_while_building)
     ck_assert_int_eq(an_ch_stream_start(ro, b, NULL, &s, &err), AN_OK);
     add_event(b, 1, &sums);
     ck_assert_int_eq(an_ch_stream_send(s, b, 10000, &err), AN_OK);
-    ck_assert_int_ne(an_ch_stream_finish(s, false, &err), AN_OK);
+    ck_assert_int_ne(an_ch_stream_finish(s, -1, &err), AN_OK);
     ck_assert_msg(strstr(err.message, "eadonly") || strstr(err.message, "ermission") ||
                       strstr(err.message, "not enough privileges"),
                   "%s", err.message);
@@ -277,7 +277,7 @@ START_TEST(test_clickhouse_streaming_insert_sends_while_building)
 
     /* abandoned: what was sent may be stored, the call returns */
     ck_assert_int_eq(an_ch_stream_start(ch, b, NULL, &s, &err), AN_OK);
-    ck_assert_int_ne(an_ch_stream_finish(s, true, &err), AN_OK);
+    ck_assert_int_ne(an_ch_stream_finish(s, 0, &err), AN_OK);
 
     an_ch_batch_free(b);
     an_ch_free(ch);
@@ -289,6 +289,64 @@ START_TEST(test_clickhouse_streaming_insert_sends_while_building)
     ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_TSV, &b, &err), AN_OK);
     ck_assert_int_eq(an_ch_stream_start(ch, b, NULL, &s, &err), AN_UNAVAILABLE);
     ck_assert_ptr_null(s);
+    an_ch_batch_free(b);
+    an_ch_free(ch);
+    drop_table(table);
+}
+END_TEST
+
+/* The query timeout of a streaming insert counts from the end of its body:
+ * a body built over longer than it is fine; a server that takes the body
+ * and never answers is given up that long after the end. */
+START_TEST(test_clickhouse_streaming_insert_timeout_counts_from_the_end_of_the_body)
+{
+    char *table = new_table(EV_COLS);
+    an_ch_options o = {.url = th_env("ANALYTICS_CLICKHOUSE_URL"),
+                       .user = th_env("ANALYTICS_CLICKHOUSE_ADMIN_USER"),
+                       .password = th_env("ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD"),
+                       .query_timeout_ms = 1000};
+    an_ch *ch;
+    an_error err;
+    ck_assert_int_eq(an_ch_new(&o, &ch, &err), AN_OK);
+    an_ch_batch *b;
+    ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_ROWBINARY, &b, &err),
+                     AN_OK);
+    an_ch_stream *s;
+    ck_assert_msg(an_ch_stream_start(ch, b, NULL, &s, &err) == AN_OK, "%s", err.message);
+    ev_sums sums = {0};
+    for (uint64_t id = 0; id < 3; id++) { /* 2.5 s of body, 1 s of query timeout */
+        add_event(b, id, &sums);
+        ck_assert_msg(an_ch_stream_send(s, b, 1000, &err) == AN_OK, "%s", err.message);
+        if (id < 2)
+            th_sleep_ms(1250);
+    }
+    ck_assert_msg(an_ch_stream_finish(s, -1, &err) == AN_OK, "%s", err.message);
+    char sql[300];
+    snprintf(sql, sizeof(sql), "SELECT count() * 10 + sum(id) FROM %s", table);
+    ck_assert_int_eq(th_ch_count(sql), 3 * 10 + 0 + 1 + 2);
+
+    /* a server that takes the request and never answers */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(fd, 4), 0);
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    an_ch_options so = {.url = url, .query_timeout_ms = 60000};
+    an_ch *silent;
+    ck_assert_int_eq(an_ch_new(&so, &silent, &err), AN_OK);
+    ck_assert_int_eq(an_ch_stream_start(silent, b, NULL, &s, &err), AN_OK);
+    add_event(b, 7, &sums);
+    ck_assert_int_eq(an_ch_stream_send(s, b, 1000, &err), AN_OK);
+    int64_t t0 = th_now_ms();
+    ck_assert_int_eq(an_ch_stream_finish(s, 1500, &err), AN_UNAVAILABLE);
+    int64_t took = th_now_ms() - t0;
+    ck_assert_msg(took >= 1400 && took < 4000, "gave up after %lld ms", (long long)took);
+    ck_assert_msg(strstr(err.message, "no answer") != NULL, "%s", err.message);
+    close(fd);
+    an_ch_free(silent);
     an_ch_batch_free(b);
     an_ch_free(ch);
     drop_table(table);
@@ -886,6 +944,7 @@ Suite *clickhouse_suite(void)
     tcase_add_unchecked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_clickhouse_million_rows_in_batches_are_all_there);
+    tcase_add_test(tc, test_clickhouse_streaming_insert_timeout_counts_from_the_end_of_the_body);
     tcase_add_test(tc, test_clickhouse_rowbinary_batch_with_wrong_types_is_refused_before_sending);
     tcase_add_test(tc, test_clickhouse_streaming_insert_sends_while_building);
     tcase_add_test(tc, test_clickhouse_bad_insert_data_is_invalid_argument);

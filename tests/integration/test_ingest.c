@@ -1021,13 +1021,16 @@ START_TEST(test_clickhouse_stopped_during_a_streaming_insert_counts_every_event_
 }
 END_TEST
 
-/* A batch that fills longer than the ack wait (a slow trickle with a long
- * ANALYTICS_INGEST_BATCH_AGE): ingest keeps its messages from redelivery
- * while it fills, so JetStream hands none of them out again. */
+/* A batch that fills longer than the ack wait and the insert timeout (a
+ * slow trickle with a long ANALYTICS_INGEST_BATCH_AGE): ingest keeps its
+ * messages from redelivery while it fills, so JetStream hands none of them
+ * out again, and its streaming INSERTs are not timed out while they are
+ * open. */
 START_TEST(test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered)
 {
     proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_AGE=7s",
-                                                 "ANALYTICS_INGEST_ACK_WAIT=2s", NULL});
+                                                 "ANALYTICS_INGEST_ACK_WAIT=2s",
+                                                 "ANALYTICS_INGEST_INSERT_TIMEOUT=2s", NULL});
     load(500, tenant, "trickle");
     char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
     th_sleep_ms(4000); /* two ack waits: the batch is still open */
@@ -1038,11 +1041,44 @@ START_TEST(test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered)
     assert_counted_once(tenant, 500);
     ck_assert_double_eq(metric(p, "analytics_ingest_messages_total{delivery=\"redelivery\"}"), 0);
     ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 500);
+    ck_assert_double_eq(metric(p, "analytics_ingest_insert_failures_total"), 0);
     jsConsumerInfo *ci = NULL;
     ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
     ck_assert_int_eq(ci->NumRedelivered, 0);
     jsConsumerInfo_Destroy(ci);
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
+/* SIGTERM while ClickHouse hangs (SIGSTOP) under an open streaming INSERT:
+ * ingest gives up at ANALYTICS_DRAIN_TIMEOUT, not at the insert timeout,
+ * hands the events back and exits 0; they are stored once afterwards. */
+START_TEST(test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout)
+{
+    proc *p = start_ingest((const char *const[]){
+        "ANALYTICS_INGEST_BATCH_AGE=3s", "ANALYTICS_INGEST_ACK_WAIT=10s",
+        "ANALYTICS_INGEST_INSERT_TIMEOUT=60s", "ANALYTICS_DRAIN_TIMEOUT=3s", NULL});
+    load(2000, tenant, "hang");
+    wait_streaming_insert(p);
+    pid_t chp = ch_pid();
+    ck_assert_int_eq(kill(chp, SIGSTOP), 0);
+    int64_t t0 = th_now_ms();
+    int st = stop_ingest(p, 30000);
+    int64_t took = th_now_ms() - t0;
+    kill(chp, SIGCONT);
+    ck_assert_msg(st != -1, "ingest still runs 30 s after SIGTERM");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    ck_assert_msg(took < 7000, "ingest took %lld ms to stop", (long long)took);
+    ck_assert(log_has(p, "back to JetStream"));
+    ck_assert_int_eq(wait_answers("ANALYTICS_CLICKHOUSE_URL", "/ping", 30000), 0);
+
+    proc *p2 = start_ingest(NULL);
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, 2000, 60000), 2000);
+    free(q);
+    wait_consumer_settled("events left unacked after the restart");
+    assert_counted_once(tenant, 2000);
+    ck_assert_int_eq(stop_ingest(p2, 30000), 0);
 }
 END_TEST
 
@@ -1278,6 +1314,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
+    tcase_add_test(tc, test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout);
     tcase_add_test(tc, test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_twice);
     suite_add_tcase(s, tc);
     return s;
