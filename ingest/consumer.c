@@ -42,6 +42,14 @@ struct ingest_consumer {
      * consumer delivers them for the first time: it was created on a stream
      * that held them (recorded in its description for every replica). */
     _Atomic uint64_t maybe_stored_through;
+    /* The same after a reconnect (the fetcher's thread only): nats-server
+     * may have restarted with an older consumer state (a crash loses what
+     * it had not flushed) and deliver stored messages again as new. Up to
+     * the stream's last sequence once the reconnect was seen; everything
+     * while that is not known yet (unsure). */
+    natsStatistics *stats;
+    uint64_t reconnects_seen, reconnect_mark;
+    bool unsure;
 };
 
 static char *xstrdup(const char *s)
@@ -151,6 +159,44 @@ static void consumer_config(const ingest_consumer *c, jsConsumerConfig *cc)
  * description records the stream's last sequence at creation, so every
  * replica looks those messages up before inserting them, like redeliveries. */
 #define MAYBE_STORED_MARK "; stream seq <= "
+
+/* nats.c's count of reconnects of the connection. */
+static uint64_t reconnects(ingest_consumer *c)
+{
+    uint64_t n = 0;
+    if (natsConnection_GetStats(c->nc, c->stats) == NATS_OK)
+        natsStatistics_GetCounts(c->stats, NULL, NULL, NULL, NULL, &n);
+    return n;
+}
+
+/* After fetching: a reconnect since the last call makes every message up to
+ * the stream's last sequence (read now, so it covers what was just fetched)
+ * one to look up; until that is read, every message is. */
+static void note_reconnects(ingest_consumer *c)
+{
+    uint64_t n = reconnects(c);
+    if (n == c->reconnects_seen && !c->unsure)
+        return;
+    c->unsure = true;
+    c->reconnects_seen = n;
+    if (natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
+        return;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr) != NATS_OK)
+        return; /* again on the next call */
+    uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    if (reconnects(c) != n)
+        return; /* reconnected again meanwhile */
+    if (last > c->reconnect_mark)
+        c->reconnect_mark = last;
+    c->unsure = false;
+    an_warn("reconnected to NATS: messages up to stream seq %llu are looked up in ClickHouse "
+            "before they are inserted (a restarted nats-server may deliver stored ones again as "
+            "new)",
+            (unsigned long long)c->reconnect_mark);
+}
 
 /* Take the mark from the consumer's description (0: none). */
 static void read_mark(ingest_consumer *c, const jsConsumerInfo *ci)
@@ -272,6 +318,9 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
         abort();
     c->nc = nc;
     c->cfg = *cfg;
+    if (natsStatistics_Create(&c->stats) != NATS_OK)
+        abort();
+    c->reconnects_seen = reconnects(c);
     c->stream = xstrdup(cfg->stream);
     c->consumer = xstrdup(cfg->consumer);
     c->subjects_text = xstrdup(cfg->subjects);
@@ -335,6 +384,7 @@ void ingest_consumer_close(ingest_consumer *c)
     free(c->stream);
     free(c->consumer);
     free(c->subjects_text);
+    natsStatistics_Destroy(c->stats);
     free(c);
 }
 
@@ -473,6 +523,7 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
             break;
         }
     }
+    note_reconnects(c);
     if (count) {
         list->Msgs = msgs;
         list->Count = count;
@@ -501,7 +552,10 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
 
 uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c)
 {
-    return atomic_load_explicit(&c->maybe_stored_through, memory_order_relaxed);
+    if (c->unsure)
+        return UINT64_MAX;
+    uint64_t mark = atomic_load_explicit(&c->maybe_stored_through, memory_order_relaxed);
+    return mark > c->reconnect_mark ? mark : c->reconnect_mark;
 }
 
 static bool send(ingest_consumer *c, const char *reply, const char *what)
