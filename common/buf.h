@@ -34,6 +34,11 @@ void an_buf_reset(an_buf *b);
  * - _ . ~) kept, and '/' too when keep_slash; every other byte as %XX
  * (uppercase). For URL parameters and S3 paths. */
 void an_buf_add_uri_encoded(an_buf *b, const char *s, size_t n, bool keep_slash);
+/* Append s[0..n) percent-decoded (%XX in either case), '+' as a space when
+ * plus_is_space (form and query-string encoding). False on a bad escape or
+ * %00 (a NUL would cut the text short), with b holding what was decoded
+ * before it. */
+bool an_buf_add_uri_decoded(an_buf *b, const char *s, size_t n, bool plus_is_space);
 /* Append v in decimal, zero-padded to at least min_digits (up to 20),
  * without printf (hot paths: TSV rows, JSON numbers). */
 void an_buf_add_u64(an_buf *b, uint64_t v, int min_digits);

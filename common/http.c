@@ -1,7 +1,6 @@
 #include "common/http.h"
 
 #include "common/buf.h"
-#include "common/crypto.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -281,22 +280,7 @@ const char *an_http_request_header(const an_http_request *req, const char *name)
 
 static an_status url_decode(const char *s, size_t len, an_buf *out)
 {
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            an_buf_addc(out, ' ');
-        } else if (s[i] == '%') {
-            if (len - i < 3)
-                return AN_INVALID_ARGUMENT;
-            int h = an_crypto_hex_value(s[i + 1]), l = an_crypto_hex_value(s[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
-                return AN_INVALID_ARGUMENT; /* bad escape, or %00 */
-            an_buf_addc(out, (char)(h * 16 + l));
-            i += 2;
-        } else {
-            an_buf_addc(out, s[i]);
-        }
-    }
-    return AN_OK;
+    return an_buf_add_uri_decoded(out, s, len, true) ? AN_OK : AN_INVALID_ARGUMENT;
 }
 
 an_status an_http_query_param(const an_http_request *req, const char *key, an_buf *out)

@@ -45,29 +45,17 @@ void an_redis_url_redact(const char *url, char *dst, size_t n)
         snprintf(dst, n, "%s", url);
 }
 
-/* Percent-decode src[0..len) into dst (size n). -1 on a bad escape or when
- * it does not fit. */
+/* Percent-decode src[0..len) into dst (size n); '+' stays '+' (URL
+ * userinfo is not form-encoded). -1 on a bad escape or %00, or when it
+ * does not fit. */
 static int pct_decode(const char *src, size_t len, char *dst, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)src[i];
-        if (c == '%') {
-            int hi = i + 1 < len ? an_crypto_hex_value(src[i + 1]) : -1;
-            int lo = i + 2 < len ? an_crypto_hex_value(src[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi * 16 + lo;
-            if (c == 0)
-                return -1; /* a NUL would silently truncate the secret */
-            i += 2;
-        }
-        if (o + 1 >= n)
-            return -1;
-        dst[o++] = (char)c;
-    }
-    dst[o] = '\0';
-    return 0;
+    an_buf b = AN_BUF_INIT;
+    bool ok = an_buf_add_uri_decoded(&b, src, len, false) && b.len < n;
+    if (ok)
+        memcpy(dst, b.data, b.len + 1);
+    an_buf_free(&b);
+    return ok ? 0 : -1;
 }
 
 static an_status bad_url(an_error *err, const char *url, const char *why)

@@ -103,6 +103,34 @@ START_TEST(test_buf_detach_hands_over_storage)
 }
 END_TEST
 
+START_TEST(test_buf_uri_decoding_round_trips_and_refuses_bad_escapes)
+{
+    an_buf b = AN_BUF_INIT;
+    const char *raw = "a b/c+d%\xe2\x82\xac~";
+    an_buf_add_uri_encoded(&b, raw, strlen(raw), false);
+    ck_assert_str_eq(an_buf_str(&b), "a%20b%2Fc%2Bd%25%E2%82%AC~");
+    an_buf enc = b;
+    an_buf_init(&b);
+    ck_assert(an_buf_add_uri_decoded(&b, enc.data, enc.len, true));
+    ck_assert_str_eq(an_buf_str(&b), raw);
+    an_buf_free(&enc);
+
+    an_buf_reset(&b); /* '+' is a space only in form encoding; hex in either case */
+    ck_assert(an_buf_add_uri_decoded(&b, "x+y%2b%2Bz%e2%82%ac", 19, true));
+    ck_assert_str_eq(an_buf_str(&b), "x y++z\xe2\x82\xac");
+    an_buf_reset(&b);
+    ck_assert(an_buf_add_uri_decoded(&b, "x+y", 3, false));
+    ck_assert_str_eq(an_buf_str(&b), "x+y");
+
+    static const char *const bad[] = {"%", "a%4", "%zz", "%4g", "a%00b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        an_buf_reset(&b);
+        ck_assert_msg(!an_buf_add_uri_decoded(&b, bad[i], strlen(bad[i]), true), "%s", bad[i]);
+    }
+    an_buf_free(&b);
+}
+END_TEST
+
 Suite *buf_suite(void)
 {
     Suite *s = suite_create("buf");
@@ -112,6 +140,7 @@ Suite *buf_suite(void)
     tcase_add_test(tc, test_buf_grows_through_many_doublings_keeping_content);
     tcase_add_test(tc, test_buf_json_escaping_covers_quotes_backslash_and_controls);
     tcase_add_test(tc, test_buf_detach_hands_over_storage);
+    tcase_add_test(tc, test_buf_uri_decoding_round_trips_and_refuses_bad_escapes);
     suite_add_tcase(s, tc);
     return s;
 }
