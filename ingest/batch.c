@@ -1,6 +1,8 @@
 #include "ingest/batch.h"
 #include "ingest/tiers.h"
 
+#include "common/timeutil.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,7 +90,7 @@ void ingest_batch_reset(ingest_batch *b)
     if (b->seqs)
         memset(b->seqs, 0, b->seqs_cap * sizeof(uint32_t));
     an_buf_reset(&b->arena);
-    b->opened_ms = b->progress_ms = 0;
+    b->opened_ms = b->progress_ms = b->lookup_ms = 0;
     b->attempts = 0;
     b->serial = 0;
 }
@@ -166,6 +168,8 @@ static ingest_msg *new_msg(ingest_batch *b, const ingest_msg_info *m)
     memset(g, 0, sizeof(*g));
     g->stream_seq = m->stream_seq;
     g->redelivered = m->delivered > 1 || m->maybe_stored;
+    if (g->redelivered)
+        b->lookup_ms = an_time_mono_ms();
     if (m->reply) {
         g->reply_off = (uint32_t)b->arena.len;
         an_buf_add(&b->arena, m->reply, strlen(m->reply) + 1);

@@ -71,6 +71,7 @@ typedef struct ingest_batch {
     size_t streamed;     /* messages whose rows went to the streaming INSERTs */
     int64_t opened_ms;   /* monotonic ms of the first message; 0 when empty */
     int64_t progress_ms; /* monotonic ms of the last "in progress" sent for it */
+    int64_t lookup_ms;   /* monotonic ms the last message to look up came; 0: none */
     /* write state, kept by the store across attempts */
     bool written[INGEST_TIERS];
     bool uncertain[INGEST_TIERS]; /* an attempt failed: rows may be stored already */

@@ -369,14 +369,16 @@ static an_status count_rows(void *ud, const an_ch_row *row, an_error *err)
 }
 
 /* Wait until no ingest INSERT into tier t's table that may hold rows of b
- * is still running: one that started before b's first message was fetched
- * (a replica that died after sending it), or an earlier attempt of this
- * same batch and tier (failed on the client side, maybe not on the server). */
+ * is still running: one that started before the last of b's messages to
+ * look up was fetched (its earlier holder sent it, then died or gave it
+ * up), or an earlier attempt of this same batch and tier (failed on the
+ * client side, maybe not on the server). */
 static an_status wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t, an_error *err)
 {
     int64_t start = an_time_mono_ms(), logged = 0;
+    int64_t cut = b->lookup_ms > b->opened_ms ? b->lookup_ms : b->opened_ms;
     for (;;) {
-        double age = (double)(an_time_mono_ms() - b->opened_ms) / 1000.0;
+        double age = (double)(an_time_mono_ms() - cut) / 1000.0;
         char own[160];
         snprintf(own, sizeof(own), "ingest-%s-%llu-%d-", c->instance, (unsigned long long)b->serial,
                  (int)t);

@@ -3,6 +3,7 @@
  * copy of a message delivered again while its first copy is in the batch.
  */
 #include "ingest/batch.h"
+#include "common/timeutil.h"
 
 #include <check.h>
 #include <string.h>
@@ -70,7 +71,10 @@ static ingest_batch *streaming_batch(void)
 
 START_TEST(test_batch_streams_first_deliveries_and_buffers_redeliveries)
 {
+    int64_t before = an_time_mono_ms();
     ingest_batch *b = streaming_batch();
+    /* the redelivery marks when the last message to look up came */
+    ck_assert(b->lookup_ms >= before && b->lookup_ms <= an_time_mono_ms());
     ck_assert(b->msgs[0].streamed);
     ck_assert(!b->msgs[1].streamed);
     ck_assert_uint_eq(b->streamed, 1);
