@@ -218,6 +218,18 @@ START_TEST(test_clickhouse_million_rows_in_batches_are_all_there)
 }
 END_TEST
 
+/* A RowBinary batch of EV_COLS rows for table and a streaming INSERT of it
+ * opened on ch. */
+static an_ch_stream *ev_stream(an_ch *ch, const char *table, an_ch_batch **b)
+{
+    an_error err;
+    ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_ROWBINARY, b, &err),
+                     AN_OK);
+    an_ch_stream *s;
+    ck_assert_msg(an_ch_stream_start(ch, *b, NULL, &s, &err) == AN_OK, "%s", err.message);
+    return s;
+}
+
 /* A streaming insert: 300k rows handed over in 1 MiB pieces while the
  * request runs are one part, all there; the client kept no more than a
  * piece; an error of the server (a bad row) comes back from finish; a
@@ -228,10 +240,7 @@ START_TEST(test_clickhouse_streaming_insert_sends_while_building)
     an_ch *ch = connect_as(AS_WRITER, NULL);
     an_error err;
     an_ch_batch *b;
-    ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_ROWBINARY, &b, &err),
-                     AN_OK);
-    an_ch_stream *s;
-    ck_assert_msg(an_ch_stream_start(ch, b, NULL, &s, &err) == AN_OK, "%s", err.message);
+    an_ch_stream *s = ev_stream(ch, table, &b);
     ev_sums sums = {0};
     size_t most = 0, sends = 0;
     for (uint64_t id = 0; id < 300000; id++) {
@@ -309,10 +318,7 @@ START_TEST(test_clickhouse_streaming_insert_timeout_counts_from_the_end_of_the_b
     an_error err;
     ck_assert_int_eq(an_ch_new(&o, &ch, &err), AN_OK);
     an_ch_batch *b;
-    ck_assert_int_eq(an_ch_batch_new(table, ev_cols, EV_NCOLS, AN_CH_FORMAT_ROWBINARY, &b, &err),
-                     AN_OK);
-    an_ch_stream *s;
-    ck_assert_msg(an_ch_stream_start(ch, b, NULL, &s, &err) == AN_OK, "%s", err.message);
+    an_ch_stream *s = ev_stream(ch, table, &b);
     ev_sums sums = {0};
     for (uint64_t id = 0; id < 3; id++) { /* 2.5 s of body, 1 s of query timeout */
         add_event(b, id, &sums);
