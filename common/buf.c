@@ -171,8 +171,10 @@ bool an_buf_add_uri_decoded(an_buf *b, const char *s, size_t n, bool plus_is_spa
         if (c == '%') {
             int hi = i + 1 < n ? hex_value(s[i + 1]) : -1;
             int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                b->data[b->len] = '\0';
                 return false;
+            }
             c = (char)(hi * 16 + lo);
             i += 2;
         } else if (c == '+' && plus_is_space) {

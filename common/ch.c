@@ -18,6 +18,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,7 +716,8 @@ struct an_ch {
     an_ch_retry_fn on_retry;
     void *on_retry_ud;
     int last_code;
-    bool last_timed_out; /* the last request got no (whole) answer in time */
+    bool last_timed_out;      /* the last request got no (whole) answer in time */
+    _Atomic int64_t deadline; /* monotonic ms every request is broken off at; 0: none */
     an_ch_stats stats;
     uint64_t rng;
     an_buf url, sql, scratch;
@@ -737,6 +739,21 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     an_ch *ch = ud;
     ch->req->started = true;
     return size * nmemb;
+}
+
+static bool past_deadline(an_ch *ch)
+{
+    int64_t d = atomic_load(&ch->deadline);
+    return d && an_time_mono_ms() >= d;
+}
+
+/* Breaks a plain request off at ch's deadline (curl calls this at least
+ * about once a second, also while it waits for the answer). */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return past_deadline(ud) ? 1 : 0;
 }
 
 static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
@@ -900,6 +917,11 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
     ch->req = r;
     CURLcode rc;
     for (int attempt = 0;; attempt++) {
+        if (past_deadline(ch)) {
+            ch->req = NULL;
+            return an_error_set(err, AN_UNAVAILABLE, "clickhouse: the caller's deadline passed%s",
+                                attempt ? " (while retrying)" : "");
+        }
         r->sent = r->started = false;
         r->http = 0;
         r->stop = AN_OK;
@@ -910,6 +932,13 @@ static an_status perform(an_ch *ch, request *r, bool method_get, const char *bod
         if (rc == CURLE_OK)
             break;
         const char *why = ch->errbuf[0] ? ch->errbuf : curl_easy_strerror(rc);
+        if (rc == CURLE_ABORTED_BY_CALLBACK && past_deadline(ch)) {
+            ch->req = NULL;
+            ch->last_timed_out = r->sent;
+            return an_error_set(err, AN_UNAVAILABLE,
+                                "clickhouse: broken off at the caller's deadline%s",
+                                r->sent ? "; the query may still run on the server" : "");
+        }
         if (r->stop != AN_OK) {
             ch->req = NULL;
             if (r->mode == BODY_BUFFER && r->stop == AN_RESOURCE_EXHAUSTED)
@@ -1101,6 +1130,9 @@ an_status an_ch_new(const an_ch_options *opt, an_ch **out, an_error *err)
     curl_easy_setopt(c, CURLOPT_HEADERDATA, ch);
     curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(c, CURLOPT_PREREQDATA, ch);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, ch);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
     *out = ch;
     return AN_OK;
@@ -1135,10 +1167,9 @@ void an_ch_get_stats(const an_ch *ch, an_ch_stats *out)
     *out = ch->stats;
 }
 
-void an_ch_set_query_timeout(an_ch *ch, int ms)
+void an_ch_set_deadline(an_ch *ch, int64_t deadline_ms)
 {
-    ch->query_timeout_ms = ms > 0 ? ms : -1;
-    curl_easy_setopt(ch->curl, CURLOPT_TIMEOUT_MS, ms > 0 ? (long)ms : 0L);
+    atomic_store(&ch->deadline, deadline_ms);
 }
 
 an_status an_ch_ping(an_ch *ch, an_error *err)
@@ -1850,6 +1881,7 @@ struct an_ch_stream {
     bool aborting;     /* the caller gives up: break the request */
     int64_t answer_by; /* monotonic ms: no answer by then breaks it; 0: none */
     bool timed_out;    /* broken off at answer_by */
+    bool at_deadline;  /* broken off at the an_ch's deadline */
     bool connected;    /* the request is about to go out on a new connection */
     bool done;         /* curl_easy_perform returned */
     an_status st;      /* when done */
@@ -1883,6 +1915,8 @@ static int on_stream_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, cu
     pthread_mutex_lock(&s->mu);
     if (!s->aborting && s->answer_by && an_time_mono_ms() >= s->answer_by)
         s->aborting = s->timed_out = true;
+    else if (!s->aborting && past_deadline(s->ch))
+        s->aborting = s->at_deadline = true;
     bool stop = s->aborting;
     pthread_mutex_unlock(&s->mu);
     return stop ? 1 : 0;
@@ -1933,9 +1967,8 @@ static void stream_options(an_ch *ch, an_ch_stream *s)
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, s ? s->headers : ch->headers);
     curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, s ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_FORBID_REUSE, s ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, s ? 0L : 1L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, s ? on_stream_progress : NULL);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, s ? on_stream_progress : on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s ? (void *)s : (void *)ch);
     if (s) {
         curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_stream_prereq);
         curl_easy_setopt(c, CURLOPT_PREREQDATA, s);
@@ -1976,6 +2009,10 @@ static void *stream_main(void *arg)
                  ? an_error_set(&err, AN_UNAVAILABLE,
                                 "clickhouse: no answer to the streaming insert in time after its "
                                 "end; rows sent may be stored")
+             : s->at_deadline
+                 ? an_error_set(&err, AN_UNAVAILABLE,
+                                "clickhouse: streaming insert broken off at the caller's deadline; "
+                                "rows sent may be stored")
              : s->aborting ? an_error_set(&err, AN_UNAVAILABLE, "clickhouse: insert abandoned")
              : r->sent     ? an_error_set(&err, AN_UNAVAILABLE,
                                           "clickhouse: streaming insert broken after %" PRIu64

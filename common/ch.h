@@ -116,9 +116,11 @@ bool an_ch_last_timed_out(const an_ch *ch);
 
 void an_ch_get_stats(const an_ch *ch, an_ch_stats *out);
 
-/* Change the query timeout of the requests made from now on (the same
- * meaning as an_ch_options.query_timeout_ms, 0 excepted: none). */
-void an_ch_set_query_timeout(an_ch *ch, int ms);
+/* From any thread: every request of ch, the one running included (plain or
+ * streaming), is broken off at deadline_ms (monotonic, an_time_mono_ms;
+ * within about a second) and fails with AN_UNAVAILABLE; a request sent may
+ * still run on the server. 0: none. For a shutdown that must end in time. */
+void an_ch_set_deadline(an_ch *ch, int64_t deadline_ms);
 
 /* GET /ping: AN_OK when the server answers "Ok.". Retried like a read. */
 an_status an_ch_ping(an_ch *ch, an_error *err);

@@ -343,7 +343,14 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
         return an_error_field(err, AN_INVALID_ARGUMENT, "ANALYTICS_INGEST_SUBJECTS",
                               "ANALYTICS_INGEST_SUBJECTS has no subject");
     }
-    natsStatus s = natsConnection_JetStream(&c->js, nc, NULL);
+    /* JetStream API calls on the fetcher's thread (the reconnect mark, a
+     * re-bind) must not hold it near the ack wait: a quarter of it, within
+     * 1-5 s */
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    int64_t quarter = cfg->ack_wait_ms / 4;
+    jo.Wait = quarter < 1000 ? 1000 : quarter > 5000 ? 5000 : quarter;
+    natsStatus s = natsConnection_JetStream(&c->js, nc, &jo);
     an_status st = s == NATS_OK ? AN_OK : an_events_nats_error(err, s, 0, "JetStream context");
     if (st == AN_OK)
         st = ensure_stream(c, err);

@@ -153,9 +153,10 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
     info.maybe_stored = info.delivered == 1 && info.stream_seq &&
                         info.stream_seq <= ingest_consumer_maybe_stored_through(p->o.consumer);
     an_prom_counter_inc(info.delivered > 1 ? p->m->messages_redelivered : p->m->messages_first);
-    if (info.delivered > 1 && ingest_batch_has_seq(b, info.stream_seq)) {
-        /* redelivered while its first copy waits in this very batch (the
-         * ack wait ran out under load): ack both, write once */
+    if ((info.delivered > 1 || info.maybe_stored) && ingest_batch_has_seq(b, info.stream_seq)) {
+        /* delivered again while its first copy waits in this very batch
+         * (the ack wait ran out under load, or a restarted nats-server sent
+         * it again as new): ack both, write once */
         ingest_batch_add_ack_only(b, &info);
         an_debug("seq %llu came again while in the batch: acked once more, written once",
                  (unsigned long long)info.stream_seq);
@@ -257,6 +258,7 @@ static void release_parked(ingest_pipeline *p, ingest_batch *b)
         return;
     int64_t wall = an_time_now_ms();
     b->opened_ms = an_time_mono_ms();
+    b->progress_ms = p->parked_progress_ms; /* their ack wait restarted then */
     for (int i = 0; i < p->nparked; i++) {
         take_in(p, b, p->parked[i], wall);
         natsMsg_Destroy(p->parked[i]);
@@ -269,17 +271,21 @@ static void release_parked(ingest_pipeline *p, ingest_batch *b)
  * to another replica while this one holds them: a batch filling longer than
  * the ack wait, or waiting for a slow or stopped ClickHouse. Messages taken
  * in later were delivered at most a third of the ack wait before (the
- * longest the fetcher waits), so they are kept alive in time too. While NATS
- * is down nothing is sent (the acks need nats.c's reconnect buffer more);
- * the first tick after the reconnect sends it. */
+ * longest the fetcher waits: a fetch waits at most a sixth, handing rows to
+ * a streaming INSERT a third), so they are kept alive in time too. While
+ * NATS is down nothing is sent (the acks need nats.c's reconnect buffer
+ * more); the first tick after the reconnect sends it. */
 static void keep_batch_alive(ingest_pipeline *p, ingest_batch *b, int64_t now)
 {
-    int64_t since = b->progress_ms > b->opened_ms ? b->progress_ms : b->opened_ms;
-    if (!b->n || now - since < p->o.ack_wait_ms / 3 || !ingest_consumer_connected(p->o.consumer))
+    int64_t since = b->progress_ms ? b->progress_ms : b->opened_ms;
+    if (!b->n || now - since < p->o.ack_wait_ms / 3)
         return;
-    for (size_t j = 0; j < b->n; j++)
+    for (size_t j = 0; j < b->n; j++) {
+        if (j % 1024 == 0 && !ingest_consumer_connected(p->o.consumer))
+            return; /* down (again): all of them on the next tick */
         if (b->msgs[j].reply_off != UINT32_MAX)
             reply(p, ingest_msg_reply(b, &b->msgs[j]), INGEST_REPLY_PROGRESS);
+    }
     b->progress_ms = now;
     an_debug("kept %zu held messages from redelivery (held %lld ms)", b->n,
              (long long)(now - b->opened_ms));
@@ -287,8 +293,8 @@ static void keep_batch_alive(ingest_pipeline *p, ingest_batch *b, int64_t now)
 
 /* Hand b's live rows to its streaming INSERTs once a tier holds min_bytes.
  * ClickHouse slower than the fetcher makes this wait: for at most a third
- * of the ack wait (the batch's messages are not kept alive meanwhile), then
- * the INSERTs are given up and their messages will be NAKed. */
+ * of the ack wait (b is kept alive meanwhile), then the INSERTs are given
+ * up and their messages will be NAKed. */
 static void stream_send(ingest_pipeline *p, ingest_batch *b, size_t min_bytes)
 {
     int64_t start = an_time_mono_ms(), limit = p->o.ack_wait_ms / 3;
@@ -331,7 +337,8 @@ static void *fetcher_main(void *arg)
         }
         int64_t now = an_time_mono_ms();
         int64_t timeout = b->n ? b->opened_ms + o->batch_age_ms - now : 500;
-        timeout = timeout < 1 ? 1 : timeout > 500 ? 500 : timeout;
+        int64_t most = o->ack_wait_ms / 6 < 500 ? o->ack_wait_ms / 6 : 500;
+        timeout = timeout < 1 ? 1 : timeout > most ? most : timeout;
         size_t room = b->n < o->batch_rows ? o->batch_rows - b->n : 1;
         int want = (size_t)o->fetch < room ? o->fetch : (int)room;
         natsMsgList list;

@@ -18,11 +18,9 @@
 /* One ClickHouse connection and the scratch of the writes made on it. */
 typedef struct conn {
     an_ch *ch;
-    const char *instance;      /* the store's */
-    int64_t max_wait_ms;       /* for INSERTs still running elsewhere */
-    int timeout_ms;            /* of one request: the insert timeout */
-    _Atomic int64_t *deadline; /* the store's */
-    bool processes_refused;    /* system.processes cannot be read: warned once */
+    const char *instance;   /* the store's */
+    int64_t max_wait_ms;    /* for INSERTs still running elsewhere */
+    bool processes_refused; /* system.processes cannot be read: warned once */
     an_buf sql;
     an_buf body;
     uint8_t *present; /* per message of the batch being written */
@@ -44,7 +42,6 @@ struct ingest_store {
     conn main, side;
     conn streams[2 * INGEST_STORE_STREAM_SLOTS]; /* slot s: hot 2s, audit 2s + 1 */
     char *instance;
-    _Atomic int64_t deadline; /* monotonic ms every request ends by; 0: none */
     _Atomic uint64_t serial;
     bool crash_between_tiers;
     pthread_t helper;
@@ -104,24 +101,6 @@ static an_status conn_open(conn *c, const ingest_store_options *o, an_error *err
     return an_ch_new(&co, &c->ch, err);
 }
 
-/* Before a request or a wait on c: ms it may take (the insert timeout, or
- * what is left until the store's deadline), set as c's query timeout; 0
- * and an error once the deadline passed. */
-static int64_t arm(conn *c, an_error *err)
-{
-    int64_t ms = c->timeout_ms, d = atomic_load(c->deadline);
-    if (d) {
-        int64_t left = d - an_time_mono_ms();
-        if (left <= 0) {
-            an_error_set(err, AN_UNAVAILABLE, "stopping: the drain timeout has passed");
-            return 0;
-        }
-        ms = left < ms ? left : ms;
-    }
-    an_ch_set_query_timeout(c->ch, (int)ms);
-    return ms;
-}
-
 static void conn_close(conn *c)
 {
     an_ch_free(c->ch);
@@ -147,9 +126,7 @@ an_status ingest_store_new(const ingest_store_options *o, ingest_store **out, an
     an_status s = AN_OK;
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         all[i]->instance = st->instance;
-        all[i]->timeout_ms = o->insert_timeout_ms > 0 ? o->insert_timeout_ms : 120000;
-        all[i]->max_wait_ms = all[i]->timeout_ms;
-        all[i]->deadline = &st->deadline;
+        all[i]->max_wait_ms = o->insert_timeout_ms > 0 ? o->insert_timeout_ms : 120000;
         if (s == AN_OK)
             s = conn_open(all[i], o, err);
     }
@@ -169,7 +146,10 @@ an_status ingest_store_new(const ingest_store_options *o, ingest_store **out, an
 
 void ingest_store_set_deadline(ingest_store *st, int64_t deadline_ms)
 {
-    atomic_store(&st->deadline, deadline_ms);
+    an_ch_set_deadline(st->main.ch, deadline_ms);
+    an_ch_set_deadline(st->side.ch, deadline_ms);
+    for (int i = 0; i < 2 * INGEST_STORE_STREAM_SLOTS; i++)
+        an_ch_set_deadline(st->streams[i].ch, deadline_ms);
 }
 
 void ingest_store_free(ingest_store *st)
@@ -343,8 +323,7 @@ static an_status look_up(conn *st, const ingest_batch *b, ingest_tier t, const s
         l->n = n - off < LOOKUP_CHUNK ? n - off : LOOKUP_CHUNK;
         lookup_index(l);
         chunk_sql(&st->sql, t, l);
-        s = arm(st, err) ? an_ch_query(st->ch, st->sql.data, NULL, on_stored, l, err)
-                         : AN_UNAVAILABLE;
+        s = an_ch_query(st->ch, st->sql.data, NULL, on_stored, l, err);
     }
     *found = l->found;
     free(l);
@@ -397,8 +376,7 @@ static an_status wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t,
         long long running = 0;
         if (c->processes_refused)
             return AN_OK;
-        an_status st = arm(c, &e) ? an_ch_query(c->ch, c->sql.data, NULL, count_rows, &running, &e)
-                                  : AN_UNAVAILABLE;
+        an_status st = an_ch_query(c->ch, c->sql.data, NULL, count_rows, &running, &e);
         if (st == AN_UNAVAILABLE) { /* ClickHouse is away: this attempt fails, the next waits */
             if (err)
                 *err = e;
@@ -475,9 +453,7 @@ static an_status write_tier(conn *st, ingest_batch *b, ingest_tier t, ingest_wri
     query_id(qid, sizeof(qid), st, b, t);
     an_ch_setting qs = {"query_id", qid};
     an_ch_settings settings = {.extra = &qs, .n_extra = 1};
-    if (!arm(st, err)) {
-        s = AN_UNAVAILABLE;
-    } else if (found == 0) {
+    if (found == 0) {
         s = an_ch_insert(st->ch, rows, &settings, 0, err);
     } else {
         size_t len;
@@ -600,16 +576,13 @@ an_status ingest_store_write(ingest_store *st, ingest_batch *b, ingest_write_rep
 static an_status stream_end(ingest_store *st, ingest_batch *b, bool abandon, an_error *err)
 {
     an_status s = AN_OK;
-    int64_t d = atomic_load(&st->deadline);
     static const ingest_tier order[] = {INGEST_TIER_AUDIT, INGEST_TIER_HOT};
     for (int i = 0; i < 2; i++) {
         ingest_tier t = order[i];
         if (!b->stream[t])
             continue;
         an_error e;
-        int64_t left = d ? d - an_time_mono_ms() : -1;
-        int wait = abandon || s != AN_OK || (d && left <= 0) ? 0 : d ? (int)left : -1;
-        an_status r = an_ch_stream_finish(b->stream[t], wait, &e);
+        an_status r = an_ch_stream_finish(b->stream[t], abandon || s != AN_OK ? 0 : -1, &e);
         b->stream[t] = NULL;
         if (r != AN_OK && s == AN_OK) {
             s = r;

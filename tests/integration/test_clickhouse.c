@@ -4,6 +4,7 @@
  * not through the client under test.
  */
 #include "common/ch.h"
+#include "common/timeutil.h"
 #include "tests/harness.h"
 
 #include <arpa/inet.h>
@@ -304,6 +305,25 @@ START_TEST(test_clickhouse_streaming_insert_sends_while_building)
 }
 END_TEST
 
+/* A client of a server that accepts connections and never answers (the
+ * kernel takes the request; nobody reads it); *fd is its socket. */
+static an_ch *silent_server(int *fd)
+{
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(*fd, 4), 0);
+    socklen_t l = sizeof(a);
+    getsockname(*fd, (struct sockaddr *)&a, &l);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    an_ch_options so = {.url = url, .query_timeout_ms = 60000, .max_retries = -1};
+    an_ch *ch;
+    an_error err;
+    ck_assert_int_eq(an_ch_new(&so, &ch, &err), AN_OK);
+    return ch;
+}
+
 /* The query timeout of a streaming insert counts from the end of its body:
  * a body built over longer than it is fine; a server that takes the body
  * and never answers is given up that long after the end. */
@@ -332,17 +352,8 @@ START_TEST(test_clickhouse_streaming_insert_timeout_counts_from_the_end_of_the_b
     ck_assert_int_eq(th_ch_count(sql), 3 * 10 + 0 + 1 + 2);
 
     /* a server that takes the request and never answers */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(listen(fd, 4), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
-    an_ch_options so = {.url = url, .query_timeout_ms = 60000};
-    an_ch *silent;
-    ck_assert_int_eq(an_ch_new(&so, &silent, &err), AN_OK);
+    int fd;
+    an_ch *silent = silent_server(&fd);
     ck_assert_int_eq(an_ch_stream_start(silent, b, NULL, &s, &err), AN_OK);
     add_event(b, 7, &sums);
     ck_assert_int_eq(an_ch_stream_send(s, b, 1000, &err), AN_OK);
@@ -356,6 +367,45 @@ START_TEST(test_clickhouse_streaming_insert_timeout_counts_from_the_end_of_the_b
     an_ch_batch_free(b);
     an_ch_free(ch);
     drop_table(table);
+}
+END_TEST
+
+/* A deadline breaks off what runs when it passes, a plain query as well as
+ * a streaming insert waiting for its answer (ingest's SIGTERM drain), and
+ * later requests fail at once. */
+START_TEST(test_clickhouse_deadline_breaks_off_running_requests)
+{
+    int fd;
+    an_ch *ch = silent_server(&fd);
+    an_error err;
+    an_ch_set_deadline(ch, an_time_mono_ms() + 1500);
+    int64_t t0 = th_now_ms();
+    ck_assert_int_eq(an_ch_query(ch, "SELECT 1", NULL, NULL, NULL, &err), AN_UNAVAILABLE);
+    int64_t took = th_now_ms() - t0;
+    ck_assert_msg(took >= 1400 && took < 4000, "broken off after %lld ms", (long long)took);
+    ck_assert_msg(strstr(err.message, "deadline") != NULL, "%s", err.message);
+    t0 = th_now_ms();
+    ck_assert_int_eq(an_ch_ping(ch, &err), AN_UNAVAILABLE);
+    ck_assert_int_lt(th_now_ms() - t0, 500);
+
+    an_ch_set_deadline(ch, 0);
+    an_ch_batch *b; /* TSV: no DESCRIBE of the table first */
+    ck_assert_int_eq(
+        an_ch_batch_new("analytics.nowhere", ev_cols, EV_NCOLS, AN_CH_FORMAT_TSV, &b, &err), AN_OK);
+    an_ch_stream *s;
+    ck_assert_int_eq(an_ch_stream_start(ch, b, NULL, &s, &err), AN_OK);
+    ev_sums sums = {0};
+    add_event(b, 1, &sums);
+    ck_assert_int_eq(an_ch_stream_send(s, b, 1000, &err), AN_OK);
+    an_ch_set_deadline(ch, an_time_mono_ms() + 1500);
+    t0 = th_now_ms();
+    ck_assert_int_eq(an_ch_stream_finish(s, -1, &err), AN_UNAVAILABLE);
+    took = th_now_ms() - t0;
+    ck_assert_msg(took >= 1400 && took < 4000, "broken off after %lld ms", (long long)took);
+    ck_assert_msg(strstr(err.message, "deadline") != NULL, "%s", err.message);
+    close(fd);
+    an_ch_batch_free(b);
+    an_ch_free(ch);
 }
 END_TEST
 
@@ -951,6 +1001,7 @@ Suite *clickhouse_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_clickhouse_million_rows_in_batches_are_all_there);
     tcase_add_test(tc, test_clickhouse_streaming_insert_timeout_counts_from_the_end_of_the_body);
+    tcase_add_test(tc, test_clickhouse_deadline_breaks_off_running_requests);
     tcase_add_test(tc, test_clickhouse_rowbinary_batch_with_wrong_types_is_refused_before_sending);
     tcase_add_test(tc, test_clickhouse_streaming_insert_sends_while_building);
     tcase_add_test(tc, test_clickhouse_bad_insert_data_is_invalid_argument);
