@@ -421,12 +421,30 @@ static void nats_stop(void)
     ck_assert_msg(kill(pid, 0) != 0, "nats-server did not stop");
 }
 
-/* nats_stop(), down for down_ms, nats_start(). */
+/* nats_start() in a test: also wait until JetStream has the test's stream
+ * back (it answers /healthz before, and publishes then fail). */
+static void nats_back(void)
+{
+    ck_assert_msg(nats_start() == 0, "nats-server did not start again");
+    int64_t deadline = th_now_ms() + 20000;
+    for (;;) {
+        jsStreamInfo *si = NULL;
+        natsStatus s = js_GetStreamInfo(&si, js, stream, NULL, NULL);
+        jsStreamInfo_Destroy(si);
+        if (s == NATS_OK)
+            return;
+        ck_assert_msg(th_now_ms() < deadline, "JetStream did not come back: %s",
+                      natsStatus_GetText(s));
+        th_sleep_ms(100);
+    }
+}
+
+/* nats_stop(), down for down_ms, nats_back(). */
 static void nats_restart(int down_ms)
 {
     nats_stop();
     th_sleep_ms(down_ms);
-    ck_assert_msg(nats_start() == 0, "nats-server did not start again");
+    nats_back();
 }
 
 /* Runs in the runner process after a test case: whatever a failed test left
@@ -1144,7 +1162,7 @@ START_TEST(test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_t
     ck_assert_msg(unsent > 0 && unsent < n, "%.0f acks unsent of %ld", unsent, n);
     ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), n - unsent);
 
-    ck_assert_msg(nats_start() == 0, "nats-server did not start again");
+    nats_back();
     wait_consumer_settled(
         "the events whose acks were lost were not acked"); /* after the ack wait */
     th_sleep_ms(1000);
@@ -1175,7 +1193,7 @@ START_TEST(test_nats_server_back_without_the_consumer_state_counts_every_event_o
     snprintf(cmd, sizeof(cmd), "rm -f %s/nats/jetstream/*/streams/%s/obs/%s/o.dat",
              th_env("ANALYTICS_STACK_DIR"), stream, consumer);
     ck_assert_int_eq(system(cmd), 0);
-    ck_assert_msg(nats_start() == 0, "nats-server did not start again");
+    nats_back();
     load(500, tenant, "after");
     ck_assert_int_eq(wait_count(q, 2500, 30000), 2500);
     wait_consumer_settled("the stream was not delivered again");
