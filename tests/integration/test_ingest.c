@@ -1176,6 +1176,25 @@ START_TEST(test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_t
 }
 END_TEST
 
+/* Publish n events of run for the tenant, wait until the hot tier holds
+ * total of the tenant's. */
+static void load_stored(long n, const char *run, long total)
+{
+    load(n, tenant, run);
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
+    ck_assert_int_eq(wait_count(q, total, 30000), total);
+    free(q);
+}
+
+/* JetStream delivered the tenant's n stored events again as new, and m
+ * more were published: p found the n stored, and every count says n + m. */
+static void assert_found_again(const proc *p, long n, long m)
+{
+    wait_consumer_settled("the stream was not delivered again"); /* all delivered, acked */
+    assert_counted_once(tenant, n + m);
+    ck_assert_double_eq(metric(p, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"), n);
+}
+
 /* nats-server restarts without the consumer's latest state (a crash loses
  * what it had not flushed; here the state file is removed while it is
  * down): it delivers stored, acked events again as new. Ingest saw the
@@ -1183,9 +1202,7 @@ END_TEST
 START_TEST(test_nats_server_back_without_the_consumer_state_counts_every_event_once)
 {
     proc *p = start_ingest(NULL);
-    load(2000, tenant, "stored");
-    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
-    ck_assert_int_eq(wait_count(q, 2000, 30000), 2000);
+    load_stored(2000, "stored", 2000);
     wait_consumer_settled("the events were not acked");
 
     nats_stop();
@@ -1194,14 +1211,9 @@ START_TEST(test_nats_server_back_without_the_consumer_state_counts_every_event_o
              th_env("ANALYTICS_STACK_DIR"), stream, consumer);
     ck_assert_int_eq(system(cmd), 0);
     nats_back();
-    load(500, tenant, "after");
-    ck_assert_int_eq(wait_count(q, 2500, 30000), 2500);
-    wait_consumer_settled("the stream was not delivered again");
-    th_sleep_ms(500);
-    assert_counted_once(tenant, 2500);
-    ck_assert_double_eq(metric(p, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"), 2000);
+    load_stored(500, "after", 2500);
+    assert_found_again(p, 2000, 500);
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
-    free(q);
 }
 END_TEST
 
@@ -1212,32 +1224,22 @@ END_TEST
 START_TEST(test_consumer_created_again_on_a_full_stream_counts_every_event_once)
 {
     proc *p = start_ingest(NULL);
-    load(1500, tenant, "old");
-    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
-    ck_assert_int_eq(wait_count(q, 1500, 30000), 1500);
+    load_stored(1500, "old", 1500);
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
     jsErrCode jerr = 0;
     ck_assert_int_eq(js_DeleteConsumer(js, stream, consumer, NULL, &jerr), NATS_OK);
 
     proc *p2 = start_ingest(NULL);
     ck_assert(log_has(p2, "an earlier consumer may have stored them"));
-    load(500, tenant, "new");
-    ck_assert_int_eq(wait_count(q, 2000, 30000), 2000);
-    free(q);
-    wait_consumer_settled("the stream was not consumed again"); /* all delivered, acked */
-    assert_counted_once(tenant, 2000);
-    ck_assert_double_eq(metric(p2, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"),
-                        1500);
+    load_stored(500, "new", 2000);
+    assert_found_again(p2, 1500, 500);
     ck_assert_double_eq(metric(p2, "analytics_ingest_acks_total"), 2000);
 
     /* a restart keeps the consumer and its mark: nothing comes again */
     ck_assert_int_eq(stop_ingest(p2, 30000), 0);
     proc *p3 = start_ingest(NULL);
     ck_assert(!log_has(p3, "created durable pull consumer"));
-    load(100, tenant, "later");
-    q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
-    ck_assert_int_eq(wait_count(q, 2100, 30000), 2100);
-    free(q);
+    load_stored(100, "later", 2100);
     assert_counted_once(tenant, 2100);
     ck_assert_int_eq(stop_ingest(p3, 30000), 0);
 }
