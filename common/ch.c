@@ -1877,14 +1877,13 @@ struct an_ch_stream {
     an_buf pending; /* handed over, not yet taken by curl */
     an_buf sending; /* taken by curl, sent up to off */
     size_t off;
-    bool ended;        /* the caller has no more rows */
-    bool aborting;     /* the caller gives up: break the request */
-    int64_t answer_by; /* monotonic ms: no answer by then breaks it; 0: none */
-    bool timed_out;    /* broken off at answer_by */
-    bool at_deadline;  /* broken off at the an_ch's deadline */
-    bool connected;    /* the request is about to go out on a new connection */
-    bool done;         /* curl_easy_perform returned */
-    an_status st;      /* when done */
+    bool ended;             /* the caller has no more rows */
+    bool aborting;          /* the caller gives up: break the request */
+    int64_t answer_by;      /* monotonic ms: no answer by then breaks it; 0: none */
+    const char *broken_off; /* why on_stream_progress broke it off; NULL: it did not */
+    bool connected;         /* the request is about to go out on a new connection */
+    bool done;              /* curl_easy_perform returned */
+    an_status st;           /* when done */
     an_error err;
     uint64_t bytes; /* body bytes given to curl */
     request req;
@@ -1914,9 +1913,10 @@ static int on_stream_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, cu
     an_ch_stream *s = ud;
     pthread_mutex_lock(&s->mu);
     if (!s->aborting && s->answer_by && an_time_mono_ms() >= s->answer_by)
-        s->aborting = s->timed_out = true;
+        s->broken_off = "got no answer in time after its end";
     else if (!s->aborting && past_deadline(s->ch))
-        s->aborting = s->at_deadline = true;
+        s->broken_off = "broken off at the caller's deadline";
+    s->aborting = s->aborting || s->broken_off;
     bool stop = s->aborting;
     pthread_mutex_unlock(&s->mu);
     return stop ? 1 : 0;
@@ -2005,14 +2005,10 @@ static void *stream_main(void *arg)
         st = response_error(ch, r, &err);
     } else if (rc != CURLE_OK) {
         const char *why = ch->errbuf[0] ? ch->errbuf : curl_easy_strerror(rc);
-        st = s->timed_out
+        st = s->broken_off
                  ? an_error_set(&err, AN_UNAVAILABLE,
-                                "clickhouse: no answer to the streaming insert in time after its "
-                                "end; rows sent may be stored")
-             : s->at_deadline
-                 ? an_error_set(&err, AN_UNAVAILABLE,
-                                "clickhouse: streaming insert broken off at the caller's deadline; "
-                                "rows sent may be stored")
+                                "clickhouse: streaming insert %s; rows sent may be stored",
+                                s->broken_off)
              : s->aborting ? an_error_set(&err, AN_UNAVAILABLE, "clickhouse: insert abandoned")
              : r->sent     ? an_error_set(&err, AN_UNAVAILABLE,
                                           "clickhouse: streaming insert broken after %" PRIu64

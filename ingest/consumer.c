@@ -379,7 +379,7 @@ void ingest_consumer_close(ingest_consumer *c)
                natsSubscription_NextMsg(&m, c->sub, 20) == NATS_OK) {
             const char *reply = natsMsg_GetReply(m);
             if (reply && strncmp(reply, "$JS.ACK.", 8) == 0)
-                ingest_consumer_nak(c, reply);
+                ingest_consumer_reply(c, reply, INGEST_REPLY_NAK);
             natsMsg_Destroy(m);
         }
         natsSubscription_Unsubscribe(c->sub);
@@ -565,31 +565,17 @@ uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c)
     return mark > c->reconnect_mark ? mark : c->reconnect_mark;
 }
 
-static bool send(ingest_consumer *c, const char *reply, const char *what)
+bool ingest_consumer_reply(ingest_consumer *c, const char *reply, ingest_reply kind)
 {
+    static const char *const what[INGEST_REPLY_KINDS] = {"+ACK", "+WPI", "-NAK"};
     if (!reply || !*reply)
         return true;
-    return natsConnection_Publish(c->nc, reply, what, (int)strlen(what)) == NATS_OK;
+    return natsConnection_Publish(c->nc, reply, what[kind], 4) == NATS_OK;
 }
 
 bool ingest_consumer_connected(ingest_consumer *c)
 {
     return natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
-}
-
-bool ingest_consumer_ack(ingest_consumer *c, const char *reply)
-{
-    return send(c, reply, "+ACK");
-}
-
-bool ingest_consumer_progress(ingest_consumer *c, const char *reply)
-{
-    return send(c, reply, "+WPI");
-}
-
-bool ingest_consumer_nak(ingest_consumer *c, const char *reply)
-{
-    return send(c, reply, "-NAK");
 }
 
 /* The unsigned decimal token [s, e), or false. */

@@ -92,16 +92,20 @@ bool ingest_consumer_reply_meta(const char *reply, uint64_t *stream_seq, uint64_
  * redeliveries. Call it from the thread that fetches. */
 uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c);
 
-/* Send "+ACK", "+WPI" (work in progress: restart the ack wait) or "-NAK"
- * (redeliver now) for a message given its ack subject. Fire and forget:
- * false only when nats.c refused it (the connection closed, or down with
- * its reconnect buffer full); the message then comes back after the ack
- * wait. */
-bool ingest_consumer_ack(ingest_consumer *c, const char *reply);
+/* What ingest tells JetStream about a message. */
+typedef enum {
+    INGEST_REPLY_ACK,      /* "+ACK" */
+    INGEST_REPLY_PROGRESS, /* "+WPI": work in progress, restart the ack wait */
+    INGEST_REPLY_NAK,      /* "-NAK": redeliver now */
+    INGEST_REPLY_KINDS
+} ingest_reply;
+
+/* Send kind for a message given its ack subject. Fire and forget: false
+ * only when nats.c refused it (the connection closed, or down with its
+ * reconnect buffer full); the message then comes back after the ack wait. */
+bool ingest_consumer_reply(ingest_consumer *c, const char *reply, ingest_reply kind);
 /* Skip in-progress notes while this is false (NATS down): queued, they
  * would fill nats.c's reconnect buffer ahead of the acks. */
 bool ingest_consumer_connected(ingest_consumer *c);
-bool ingest_consumer_progress(ingest_consumer *c, const char *reply);
-bool ingest_consumer_nak(ingest_consumer *c, const char *reply);
 
 #endif

@@ -28,15 +28,8 @@
 
 #include "common/prom.h"
 #include "ingest/batch.h"
+#include "ingest/consumer.h"
 #include "ingest/envelope.h"
-
-/* What ingest tells JetStream about a message. */
-typedef enum {
-    INGEST_REPLY_ACK,
-    INGEST_REPLY_PROGRESS,
-    INGEST_REPLY_NAK,
-    INGEST_REPLY_KINDS
-} ingest_reply;
 
 typedef struct ingest_metrics {
     an_prom_counter *messages_first, *messages_redelivered;

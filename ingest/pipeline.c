@@ -211,9 +211,7 @@ static bool is_stopping(ingest_pipeline *p)
  * the ack wait and is looked up. */
 static bool reply(ingest_pipeline *p, const char *subject, ingest_reply kind)
 {
-    static bool (*const send[INGEST_REPLY_KINDS])(ingest_consumer *, const char *) = {
-        ingest_consumer_ack, ingest_consumer_progress, ingest_consumer_nak};
-    if (send[kind](p->o.consumer, subject))
+    if (ingest_consumer_reply(p->o.consumer, subject, kind))
         return true;
     an_prom_counter_inc(p->m->unsent[kind]);
     return false;

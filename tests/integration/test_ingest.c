@@ -316,15 +316,21 @@ static bool ch_alive(void)
     return answers("ANALYTICS_CLICKHOUSE_URL", "/ping");
 }
 
+/* Send sig to a server (not our child) and wait up to timeout_ms for it to
+ * be gone. */
+static void kill_and_wait(pid_t pid, int sig, int timeout_ms, const char *what)
+{
+    ck_assert_msg(pid > 0, "no %s pid", what);
+    ck_assert_int_eq(kill(pid, sig), 0);
+    int64_t deadline = th_now_ms() + timeout_ms;
+    while (kill(pid, 0) == 0 && th_now_ms() < deadline)
+        th_sleep_ms(50);
+    ck_assert_msg(kill(pid, 0) != 0, "%s did not stop", what);
+}
+
 static void ch_signal(int sig)
 {
-    pid_t pid = ch_pid();
-    ck_assert_msg(pid > 0, "no ClickHouse pid file in the stack dir");
-    ck_assert_int_eq(kill(pid, sig), 0);
-    int64_t deadline = th_now_ms() + 60000;
-    while (kill(pid, 0) == 0 && th_now_ms() < deadline)
-        th_sleep_ms(100);
-    ck_assert_msg(kill(pid, 0) != 0, "ClickHouse did not stop");
+    kill_and_wait(ch_pid(), sig, 60000, "ClickHouse");
 }
 
 static void ch_stop(void)
@@ -414,11 +420,7 @@ static void nats_stop(void)
     snprintf(cmd, sizeof(cmd), "cp /proc/%d/cmdline %s/nats/cmdline", (int)pid, d);
     ck_assert_int_eq(system(cmd), 0);
 
-    ck_assert_int_eq(kill(pid, SIGTERM), 0);
-    int64_t deadline = th_now_ms() + 30000;
-    while (kill(pid, 0) == 0 && th_now_ms() < deadline)
-        th_sleep_ms(50);
-    ck_assert_msg(kill(pid, 0) != 0, "nats-server did not stop");
+    kill_and_wait(pid, SIGTERM, 30000, "nats-server");
 }
 
 /* nats_start() in a test: also wait until JetStream has the test's stream
