@@ -46,10 +46,12 @@ struct ingest_consumer {
      * may have restarted with an older consumer state (a crash loses what
      * it had not flushed) and deliver stored messages again as new. Up to
      * the stream's last sequence once the reconnect was seen; everything
-     * while that is not known yet (unsure). */
+     * while that is not known yet (unsure). A reconnect to the very server
+     * process it left (same server id: a network blip) needs none of it. */
     natsStatistics *stats;
     uint64_t reconnects_seen, reconnect_mark;
     bool unsure;
+    char server_id[128]; /* of the server connected to when last looked */
 };
 
 static char *xstrdup(const char *s)
@@ -169,9 +171,20 @@ static uint64_t reconnects(ingest_consumer *c)
     return n;
 }
 
+/* The id of the server the connection is on now ("" when not known). A
+ * nats-server makes a new one each time it starts. */
+static void server_id(ingest_consumer *c, char out[sizeof(c->server_id)])
+{
+    out[0] = '\0';
+    if (natsConnection_GetConnectedServerId(c->nc, out, sizeof(c->server_id)) != NATS_OK)
+        out[0] = '\0';
+}
+
 /* After fetching: a reconnect since the last call makes every message up to
  * the stream's last sequence (read now, so it covers what was just fetched)
- * one to look up; until that is read, every message is. */
+ * one to look up; until that is read, every message is. Not when the
+ * connection came back to the same server process: its consumer state
+ * never went away. */
 static void note_reconnects(ingest_consumer *c)
 {
     uint64_t n = reconnects(c);
@@ -181,6 +194,18 @@ static void note_reconnects(ingest_consumer *c)
     c->reconnects_seen = n;
     if (natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
         return;
+    char id[sizeof(c->server_id)];
+    server_id(c, id);
+    bool same = id[0] && strcmp(id, c->server_id) == 0;
+    if (reconnects(c) != n)
+        return; /* reconnected again meanwhile: the id may be of either server */
+    if (same) {
+        c->unsure = false;
+        an_info("reconnected to NATS, to the same nats-server (%s): its consumer state is "
+                "intact, nothing to look up",
+                id);
+        return;
+    }
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     if (js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr) != NATS_OK)
@@ -192,6 +217,7 @@ static void note_reconnects(ingest_consumer *c)
     if (last > c->reconnect_mark)
         c->reconnect_mark = last;
     c->unsure = false;
+    memcpy(c->server_id, id, sizeof(id));
     an_warn("reconnected to NATS: messages up to stream seq %llu are looked up in ClickHouse "
             "before they are inserted (a restarted nats-server may deliver stored ones again as "
             "new)",
@@ -321,6 +347,7 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
     if (natsStatistics_Create(&c->stats) != NATS_OK)
         abort();
     c->reconnects_seen = reconnects(c);
+    server_id(c, c->server_id);
     c->stream = xstrdup(cfg->stream);
     c->consumer = xstrdup(cfg->consumer);
     c->subjects_text = xstrdup(cfg->subjects);

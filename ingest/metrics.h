@@ -2,6 +2,9 @@
  * metrics.h - ingest's series in the service's Prometheus registry (/metrics).
  *
  *   analytics_ingest_messages_total{delivery="first|redelivery"}  messages fetched
+ *   analytics_ingest_lookups_total                     messages looked up in ClickHouse
+ *                                                      before insert (redelivered, maybe
+ *                                                      stored: see consumer.h)
  *   analytics_ingest_events_total                      valid events taken in
  *   analytics_ingest_rejects_total{reason}             messages dead-lettered, by reason
  *   analytics_ingest_rows_written_total{tier}          rows inserted (hot, audit, dead_letter)
@@ -33,6 +36,7 @@
 
 typedef struct ingest_metrics {
     an_prom_counter *messages_first, *messages_redelivered;
+    an_prom_counter *lookups;
     an_prom_counter *events;
     an_prom_counter *rejects[INGEST_REASON_COUNT];
     an_prom_counter *rows[INGEST_TIERS];

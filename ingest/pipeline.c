@@ -162,6 +162,8 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
                  (unsigned long long)info.stream_seq);
         return;
     }
+    if (info.delivered > 1 || info.maybe_stored)
+        an_prom_counter_inc(p->m->lookups);
 
     ingest_event ev;
     ingest_reject rej;

@@ -4,11 +4,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jwt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -320,4 +324,197 @@ cJSON *th_request(natsConnection *nc, const char *subject, const char *auth, con
                   natsMsg_GetData(reply));
     natsMsg_Destroy(reply);
     return j;
+}
+
+/* ------------------------------------------------------------ TCP proxy */
+
+#define PROXY_MAX_CONNS 64
+
+typedef struct proxy_conn {
+    th_proxy *p;
+    int client, server; /* -1 once closed */
+    int running;        /* copy threads still running */
+} proxy_conn;
+
+struct th_proxy {
+    int lfd, port, target;
+    pthread_t acceptor;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    proxy_conn *conns[PROXY_MAX_CONNS];
+    int threads;          /* copy threads running, all connections */
+    int64_t refuse_until; /* th_now_ms(): connections closed at once until then */
+};
+
+typedef struct proxy_dir {
+    proxy_conn *c;
+    bool to_server;
+} proxy_dir;
+
+static void proxy_shut(proxy_conn *c)
+{
+    shutdown(c->client, SHUT_RDWR);
+    shutdown(c->server, SHUT_RDWR);
+}
+
+static void *proxy_copy(void *arg)
+{
+    proxy_dir *d = arg;
+    proxy_conn *c = d->c;
+    int from = d->to_server ? c->client : c->server, to = d->to_server ? c->server : c->client;
+    free(d);
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(from, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+            if (w <= 0)
+                goto done;
+            off += w;
+        }
+    }
+done:;
+    th_proxy *p = c->p;
+    pthread_mutex_lock(&p->mu);
+    proxy_shut(c); /* one way ended: end the other too */
+    if (--c->running == 0) {
+        close(c->client);
+        close(c->server);
+        for (int i = 0; i < PROXY_MAX_CONNS; i++)
+            if (p->conns[i] == c)
+                p->conns[i] = NULL;
+        free(c);
+    }
+    p->threads--;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static int loopback_socket(int port, bool listen_on)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = listen_on ? bind(fd, (struct sockaddr *)&a, sizeof(a))
+                       : connect(fd, (struct sockaddr *)&a, sizeof(a));
+    if (rc == 0 && listen_on)
+        rc = listen(fd, 16);
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void *proxy_accept(void *arg)
+{
+    th_proxy *p = arg;
+    for (;;) {
+        int cfd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return NULL; /* shut down by th_proxy_stop */
+        }
+        pthread_mutex_lock(&p->mu);
+        bool refuse = th_now_ms() < p->refuse_until;
+        pthread_mutex_unlock(&p->mu);
+        int sfd = refuse ? -1 : loopback_socket(p->target, false);
+        if (sfd < 0) { /* down, or the server is: the client sees its connection closed */
+            close(cfd);
+            continue;
+        }
+        proxy_conn *c = calloc(1, sizeof(*c));
+        if (!c)
+            abort();
+        *c = (proxy_conn){.p = p, .client = cfd, .server = sfd, .running = 2};
+        pthread_mutex_lock(&p->mu);
+        int slot = -1;
+        for (int i = 0; i < PROXY_MAX_CONNS && slot < 0; i++)
+            if (!p->conns[i])
+                slot = i;
+        if (slot < 0) {
+            pthread_mutex_unlock(&p->mu);
+            close(cfd);
+            close(sfd);
+            free(c);
+            continue;
+        }
+        p->conns[slot] = c;
+        p->threads += 2;
+        for (int dir = 0; dir < 2; dir++) {
+            proxy_dir *d = malloc(sizeof(*d));
+            if (!d)
+                abort();
+            *d = (proxy_dir){.c = c, .to_server = dir == 0};
+            pthread_t t;
+            pthread_attr_t at;
+            pthread_attr_init(&at);
+            pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&t, &at, proxy_copy, d) != 0)
+                abort();
+            pthread_attr_destroy(&at);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+th_proxy *th_proxy_start(int target_port)
+{
+    th_proxy *p = calloc(1, sizeof(*p));
+    ck_assert_ptr_nonnull(p);
+    p->target = target_port;
+    p->lfd = loopback_socket(0, true);
+    ck_assert_msg(p->lfd >= 0, "proxy: cannot listen: %s", strerror(errno));
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    ck_assert_int_eq(getsockname(p->lfd, (struct sockaddr *)&a, &alen), 0);
+    p->port = ntohs(a.sin_port);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    ck_assert_int_eq(pthread_create(&p->acceptor, NULL, proxy_accept, p), 0);
+    return p;
+}
+
+int th_proxy_port(const th_proxy *p)
+{
+    return p->port;
+}
+
+int th_proxy_cut(th_proxy *p, int down_ms)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    p->refuse_until = th_now_ms() + down_ms;
+    for (int i = 0; i < PROXY_MAX_CONNS; i++)
+        if (p->conns[i]) {
+            proxy_shut(p->conns[i]);
+            n++;
+        }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void th_proxy_stop(th_proxy *p)
+{
+    if (!p)
+        return;
+    shutdown(p->lfd, SHUT_RDWR);
+    pthread_join(p->acceptor, NULL);
+    close(p->lfd);
+    th_proxy_cut(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->threads > 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
 }

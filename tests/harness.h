@@ -94,4 +94,18 @@ char *th_bearer(const char *secret, const char *sub, const char *tid, const char
 cJSON *th_request(natsConnection *nc, const char *subject, const char *auth, const char *body,
                   int64_t timeout_ms);
 
+/* A TCP proxy on a loopback port of its own to 127.0.0.1:target_port, for
+ * tests that break a client's connection while the server stays up (a
+ * network blip). Connections are copied both ways by threads of the test
+ * process. */
+typedef struct th_proxy th_proxy;
+th_proxy *th_proxy_start(int target_port);
+int th_proxy_port(const th_proxy *p);
+/* Close every connection open now, and for down_ms every new one at once;
+ * then connect again as usual (the client reconnects through the proxy,
+ * which keeps listening). Returns how many were open. */
+int th_proxy_cut(th_proxy *p, int down_ms);
+/* Cut, stop listening, free. NULL is fine. */
+void th_proxy_stop(th_proxy *p);
+
 #endif

@@ -1215,7 +1215,39 @@ START_TEST(test_nats_server_back_without_the_consumer_state_counts_every_event_o
     nats_back();
     load_stored(500, "after", 2500);
     assert_found_again(p, 2000, 500);
+    ck_assert_double_ge(metric(p, "analytics_ingest_lookups_total"), 2000);
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
+/* A network blip: ingest's connection drops while the same nats-server
+ * stays up (a proxy between them cuts it and refuses connections for 3 s,
+ * while 1,000 events are published). The server kept the consumer's state,
+ * so what it delivers first after the reconnect is new: nothing is looked
+ * up in ClickHouse, and every event is stored once. */
+START_TEST(test_a_network_blip_to_the_same_nats_server_looks_nothing_up)
+{
+    const char *url = th_env("ANALYTICS_NATS_URL");
+    const char *colon = strrchr(url, ':');
+    ck_assert_ptr_nonnull(colon);
+    th_proxy *px = th_proxy_start(atoi(colon + 1));
+    char via[128];
+    snprintf(via, sizeof(via), "ANALYTICS_NATS_URL=nats://127.0.0.1:%d", th_proxy_port(px));
+    proc *p = start_ingest((const char *const[]){via, NULL});
+    load_stored(1000, "before", 1000);
+    wait_consumer_settled("the events were not acked");
+
+    ck_assert_int_ge(th_proxy_cut(px, 3000), 1);
+    load(1000, tenant, "during"); /* a backlog for the reconnect */
+    load_stored(500, "after", 2500);
+    wait_consumer_settled("the events were not all acked");
+    assert_counted_once(tenant, 2500);
+    ck_assert_double_eq(metric(p, "analytics_ingest_lookups_total"), 0);
+    ck_assert_msg(log_has(p, "to the same nats-server") &&
+                      !log_has(p, "are looked up in ClickHouse"),
+                  "ingest did not see itself back on the same nats-server; see %s", p->log);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+    th_proxy_stop(px);
 }
 END_TEST
 
@@ -1368,6 +1400,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
     tcase_add_test(tc, test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout);
     tcase_add_test(tc, test_nats_server_back_without_the_consumer_state_counts_every_event_once);
+    tcase_add_test(tc, test_a_network_blip_to_the_same_nats_server_looks_nothing_up);
     tcase_add_test(tc, test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_twice);
     suite_add_tcase(s, tc);
     return s;
