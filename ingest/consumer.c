@@ -52,6 +52,11 @@ struct ingest_consumer {
     uint64_t reconnects_seen, reconnect_mark;
     bool unsure;
     char server_id[128]; /* of the server connected to when last looked */
+    /* The consumer went away under this replica (its pull requests were
+     * refused): another replica may create it again, with a mark of its
+     * own, before this one reads it. Every message is looked up until this
+     * replica has read the consumer's mark itself (fetcher's thread). */
+    bool mark_stale;
 };
 
 static char *xstrdup(const char *s)
@@ -231,6 +236,22 @@ static void read_mark(ingest_consumer *c, const jsConsumerInfo *ci)
     const char *at = d ? strstr(d, MAYBE_STORED_MARK) : NULL;
     atomic_store(&c->maybe_stored_through,
                  at ? strtoull(at + strlen(MAYBE_STORED_MARK), NULL, 10) : 0);
+}
+
+/* After fetching, while the mark is stale: read the consumer's (once it
+ * exists again). */
+static void reread_mark(ingest_consumer *c)
+{
+    if (!c->mark_stale || natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
+        return;
+    jsConsumerInfo *ci = NULL;
+    if (js_GetConsumerInfo(&ci, c->js, c->stream, c->consumer, NULL, NULL) != NATS_OK)
+        return; /* not there yet, or NATS away: again on the next call */
+    read_mark(c, ci);
+    jsConsumerInfo_Destroy(ci);
+    c->mark_stale = false;
+    an_info("consumer %s is there again: read its mark (stream seq <= %llu looked up)", c->consumer,
+            (unsigned long long)atomic_load(&c->maybe_stored_through));
 }
 
 static an_status ensure_consumer(ingest_consumer *c, an_error *err)
@@ -432,6 +453,8 @@ an_status ingest_consumer_reopen(ingest_consumer *c, an_error *err)
     if (st == AN_OK)
         st = ensure_consumer(c, err);
     if (st == AN_OK)
+        c->mark_stale = false; /* ensure_consumer read it */
+    if (st == AN_OK)
         st = subscribe(c, err);
     return st;
 }
@@ -499,10 +522,14 @@ static an_status on_status(ingest_consumer *c, natsMsg *m, an_error *err)
             break;
         }
     if (code && strcmp(code, "409") == 0 && desc &&
-        (strstr(desc, "Consumer Deleted") || strstr(desc, "Consumer is push based")))
+        (strstr(desc, "Consumer Deleted") || strstr(desc, "Consumer is push based"))) {
+        c->mark_stale = true;
         return an_error_set(err, AN_UNAVAILABLE, "pull request refused: 409 %s", desc);
-    if (code && strcmp(code, "503") == 0)
+    }
+    if (code && strcmp(code, "503") == 0) { /* no responders: no such consumer (or no JetStream) */
+        c->mark_stale = true;
         return an_error_set(err, AN_UNAVAILABLE, "JetStream is not available (503)");
+    }
     return AN_OK;
 }
 
@@ -557,6 +584,7 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
             break;
         }
     }
+    reread_mark(c);
     note_reconnects(c);
     if (count) {
         list->Msgs = msgs;
@@ -586,7 +614,7 @@ an_status ingest_consumer_info(ingest_consumer *c, uint64_t *num_pending, int64_
 
 uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c)
 {
-    if (c->unsure)
+    if (c->unsure || c->mark_stale)
         return UINT64_MAX;
     uint64_t mark = atomic_load_explicit(&c->maybe_stored_through, memory_order_relaxed);
     return mark > c->reconnect_mark ? mark : c->reconnect_mark;

@@ -87,9 +87,12 @@ bool ingest_consumer_reply_meta(const char *reply, uint64_t *stream_seq, uint64_
 /* Stream sequences up to this one (0: none) may be stored already even on
  * their first delivery: the consumer was created on a stream that held
  * them (deleted and created again, or renamed), so an earlier consumer may
- * have delivered them; or NATS reconnected, and a restarted nats-server
- * may have lost the consumer's latest state. Ingest looks them up like
- * redeliveries. Call it from the thread that fetches. */
+ * have delivered them; or NATS reconnected to another server process, and
+ * a restarted nats-server may have lost the consumer's latest state. All
+ * (UINT64_MAX) while that is being found out, and while the consumer that
+ * went away under this replica has not been read again (another replica
+ * may have created it with a mark this one does not know yet). Ingest
+ * looks them up like redeliveries. Call it from the thread that fetches. */
 uint64_t ingest_consumer_maybe_stored_through(ingest_consumer *c);
 
 /* What ingest tells JetStream about a message. */

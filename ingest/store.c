@@ -377,8 +377,8 @@ static an_status wait_for_inserts(conn *c, const ingest_batch *b, ingest_tier t,
         if (c->processes_refused)
             return AN_OK;
         an_status st = an_ch_query(c->ch, c->sql.data, NULL, count_rows, &running, &e);
-        bool never = st == AN_PERMISSION_DENIED || st == AN_UNAUTHENTICATED ||
-                     st == AN_NOT_FOUND || st == AN_INVALID_ARGUMENT;
+        bool never = st == AN_PERMISSION_DENIED || st == AN_UNAUTHENTICATED || st == AN_NOT_FOUND ||
+                     st == AN_INVALID_ARGUMENT;
         if (st != AN_OK && !never) {
             /* ClickHouse is away, overloaded or failing: this attempt fails,
              * the next one waits (going on without could count twice) */

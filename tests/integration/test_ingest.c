@@ -1279,6 +1279,33 @@ START_TEST(test_consumer_created_again_on_a_full_stream_counts_every_event_once)
 }
 END_TEST
 
+/* The durable consumer is deleted under a running replica, and another
+ * replica creates it again with its mark: the new consumer delivers the
+ * stored events to both as first deliveries. The running one looks them up
+ * too: until it has read the new consumer's mark itself, it looks up every
+ * message. */
+START_TEST(test_consumer_created_again_by_another_replica_counts_every_event_once)
+{
+    proc *p1 = start_ingest(NULL);
+    load_stored(1500, "old", 1500);
+    wait_consumer_settled("the events were not acked");
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(js_DeleteConsumer(js, stream, consumer, NULL, &jerr), NATS_OK);
+    ck_assert_msg(th_wait_log(p1->log, "fetch failed", 10000), "see %s", p1->log);
+
+    /* one message per fetch: the first replica gets its share too */
+    proc *p2 = start_ingest((const char *const[]){"ANALYTICS_INGEST_FETCH=1", NULL});
+    ck_assert(log_has(p2, "an earlier consumer may have stored them"));
+    load_stored(500, "new", 2000);
+    wait_consumer_settled("the stream was not delivered again");
+    assert_counted_once(tenant, 2000);
+    const char *skipped = "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}";
+    ck_assert_double_eq(metric(p1, skipped) + metric(p2, skipped), 1500);
+    ck_assert_int_eq(stop_ingest(p1, 30000), 0);
+    ck_assert_int_eq(stop_ingest(p2, 30000), 0);
+}
+END_TEST
+
 /* ingest exits at the test hook; the restarted one gets the unacked
  * messages again and must not store them twice. */
 static void crash_and_recover(const char *hook, long n, const char *skipped_series)
@@ -1397,6 +1424,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_kill_9_mid_stream_and_restart_counts_every_event_once);
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
+    tcase_add_test(tc, test_consumer_created_again_by_another_replica_counts_every_event_once);
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
     tcase_add_test(tc, test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout);
     tcase_add_test(tc, test_nats_server_back_without_the_consumer_state_counts_every_event_once);
