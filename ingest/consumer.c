@@ -541,8 +541,13 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
         return an_error_set(err, AN_UNAVAILABLE, "not subscribed to the ingest consumer");
     if (max < 1)
         max = 1;
-    /* two requests may each bring max_bytes / 2: about max_bytes in all */
-    int64_t per_request = max_bytes > 0 ? (max_bytes / 2 > 65536 ? max_bytes / 2 : 65536) : 0;
+    /* two requests may each bring max_bytes / 2: about max_bytes in all;
+     * but never less than the largest message the server takes (its
+     * max_payload, with room for subject and headers), which would otherwise
+     * be refused by every request ("409 Message Size Exceeds MaxBytes") and
+     * block the stream */
+    int64_t least = (int64_t)natsConnection_GetMaxPayload(c->nc) + 65536;
+    int64_t per_request = max_bytes > 0 ? (max_bytes / 2 > least ? max_bytes / 2 : least) : 0;
     int64_t now = an_time_mono_ms(), deadline = now + (timeout_ms > 0 ? timeout_ms : 0);
     natsStatus s = more_requests ? top_up(c, max, per_request, now) : NATS_OK;
     if (s != NATS_OK)

@@ -855,6 +855,54 @@ START_TEST(test_bad_events_are_dead_lettered_with_their_reason_between_good_ones
 }
 END_TEST
 
+static void wait_consumer_settled(const char *what);
+
+/* A message larger than what a pull request may bring while the batch is
+ * nearly full (here ANALYTICS_INGEST_BATCH_BYTES=1MiB, a 700 KB event) is
+ * still delivered: dead-lettered as too large, between good events that
+ * are stored. */
+START_TEST(test_a_message_larger_than_the_batch_byte_budget_is_still_delivered)
+{
+    proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_BYTES=1MiB", NULL});
+    size_t big_len = 700000;
+    char *big = malloc(big_len + 1);
+    ck_assert_ptr_nonnull(big);
+    int head = snprintf(big, big_len,
+                        "{\"id\":\"big-1\",\"type\":\"x\",\"tenantId\":\"%s\",\"data\":"
+                        "{\"blob\":\"",
+                        tenant);
+    memset(big + head, 'z', big_len - (size_t)head - 3);
+    memcpy(big + big_len - 3, "\"}}", 3);
+    big[big_len] = '\0';
+    char *good[4];
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "g-%d", i);
+        good[i] = event_json(id, "lesson.completed", "", "u-1", "{\"n\":1}");
+    }
+    publish("courses.lesson.completed", good[0]);
+    publish("courses.lesson.completed", good[1]);
+    uint64_t s_big = publish_h("courses.lesson.completed", big, big_len, NULL);
+    publish("courses.lesson.completed", good[2]);
+    publish("courses.lesson.completed", good[3]);
+
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id = '%s'", tenant);
+    ck_assert_int_eq(wait_count(q, 4, 20000), 4);
+    free(q);
+    q = sqlf("SELECT count() FROM analytics_audit.dead_letters WHERE subject LIKE '%s.%%' AND "
+             "stream_seq = %llu AND reason = 'too_large' AND length(raw) = %zu",
+             prefix, (unsigned long long)s_big, big_len);
+    ck_assert_int_eq(wait_count(q, 1, 20000), 1);
+    free(q);
+    ck_assert_double_eq(metric(p, "analytics_ingest_rejects_total{reason=\"too_large\"}"), 1);
+    wait_consumer_settled("the large message was not acked");
+    for (int i = 0; i < 4; i++)
+        free(good[i]);
+    free(big);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+}
+END_TEST
+
 /* Run ingest_load: n events on <prefix>.*, tenant prefix tp, 3 tenants. */
 static void load(long n, const char *tp, const char *run)
 {
@@ -1404,6 +1452,7 @@ Suite *ingest_suite(void)
     tcase_add_test(tc, test_no_pii_key_or_pii_looking_value_reaches_the_hot_tier);
     tcase_add_test(tc, test_same_actor_hashes_the_same_way_and_rotation_shows_the_key_id);
     tcase_add_test(tc, test_bad_events_are_dead_lettered_with_their_reason_between_good_ones);
+    tcase_add_test(tc, test_a_message_larger_than_the_batch_byte_budget_is_still_delivered);
     tcase_add_test(tc, test_two_replicas_split_the_stream_without_overlap);
     tcase_add_test(tc, test_bad_configuration_stops_ingest_with_a_clear_message);
     suite_add_tcase(s, tc);
