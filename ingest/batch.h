@@ -49,7 +49,8 @@ typedef struct ingest_msg {
     uint64_t stream_seq;
     int64_t occurred_s;   /* events: occurred_at, for the primary-key range of look-ups */
     uint32_t reply_off;   /* ack subject in the arena, NUL-terminated */
-    uint32_t key_off;     /* events: tenant, NUL, id, NUL; dead letters: subject, NUL */
+    uint32_t key_off;     /* events: tenant, NUL, id, NUL; dead letters: subject, NUL,
+                             MD5 of the raw bytes in hex, NUL */
     uint16_t tenant_len;  /* events */
     uint16_t id_len;      /* events */
     uint16_t subject_len; /* dead letters */
@@ -149,6 +150,12 @@ static inline const char *ingest_msg_id(const ingest_batch *b, const ingest_msg 
 static inline const char *ingest_msg_subject(const ingest_batch *b, const ingest_msg *m)
 {
     return b->arena.data + m->key_off;
+}
+
+/* Dead letters: MD5 of the message's raw bytes, 32 upper-case hex digits. */
+static inline const char *ingest_msg_raw_md5(const ingest_batch *b, const ingest_msg *m)
+{
+    return b->arena.data + m->key_off + m->subject_len + 1;
 }
 
 #endif

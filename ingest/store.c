@@ -196,13 +196,16 @@ static uint32_t hash2(const char *a, size_t an, const char *b, size_t bn)
 }
 
 /* Keys of a message: (tenant, id) for events, (subject, seq text) for dead letters. */
+#define KEY_BUF 64 /* "<stream seq>:<MD5 hex>" of a dead letter */
+
 static void msg_key(const ingest_batch *b, const ingest_msg *m, const char **k1, size_t *n1,
                     const char **k2, size_t *n2, char *seqbuf)
 {
     if (m->dead) {
         *k1 = ingest_msg_subject(b, m);
         *n1 = m->subject_len;
-        *n2 = (size_t)snprintf(seqbuf, 24, "%" PRIu64, m->stream_seq);
+        *n2 = (size_t)snprintf(seqbuf, KEY_BUF, "%" PRIu64 ":%s", m->stream_seq,
+                               ingest_msg_raw_md5(b, m));
         *k2 = seqbuf;
     } else {
         *k1 = ingest_msg_tenant(b, m);
@@ -218,7 +221,7 @@ static void lookup_index(lookup *l)
     for (size_t i = 0; i < l->n; i++) {
         const char *k1, *k2;
         size_t n1, n2;
-        char seq[24];
+        char seq[KEY_BUF];
         msg_key(l->b, &l->b->msgs[l->idx[i]], &k1, &n1, &k2, &n2, seq);
         uint32_t h = hash2(k1, n1, k2, n2) & (HASH_SLOTS - 1);
         while (l->slots[h])
@@ -241,7 +244,7 @@ static an_status on_stored(void *ud, const an_ch_row *row, an_error *err)
         size_t i = (size_t)l->slots[h] - 1;
         const char *k1, *k2;
         size_t n1, n2;
-        char seq[24];
+        char seq[KEY_BUF];
         msg_key(l->b, &l->b->msgs[l->idx[i]], &k1, &n1, &k2, &n2, seq);
         if (n1 == rn1 && n2 == rn2 && memcmp(k1, r1, n1) == 0 && memcmp(k2, r2, n2) == 0 &&
             !l->present[l->idx[i]]) {
@@ -258,7 +261,10 @@ static void chunk_sql(an_buf *sql, ingest_tier t, const lookup *l)
     const ingest_batch *b = l->b;
     an_buf_reset(sql);
     if (t == INGEST_TIER_DEAD) {
-        an_buf_addf(sql, "SELECT subject, stream_seq FROM %s WHERE stream_seq IN (",
+        /* the raw bytes too: stream sequences start again with a new stream */
+        an_buf_addf(sql,
+                    "SELECT subject, concat(toString(stream_seq), ':', hex(MD5(raw))) FROM %s "
+                    "WHERE stream_seq IN (",
                     ingest_tier_table(t));
         for (size_t i = 0; i < l->n; i++) {
             if (i)

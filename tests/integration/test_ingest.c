@@ -1354,6 +1354,50 @@ START_TEST(test_consumer_created_again_by_another_replica_counts_every_event_onc
 }
 END_TEST
 
+/* The stream is deleted and created again, so its sequences start again.
+ * A dead letter of the new stream that is looked up (here redelivered
+ * after a kill -9) must not be taken for the old stream's dead letter with
+ * the same subject and sequence: it is matched by its raw bytes too. */
+START_TEST(test_a_dead_letter_of_a_new_stream_is_not_taken_for_an_old_one)
+{
+    proc *p = start_ingest(NULL);
+    const char *bad_old = "{\"id\":\"old-stream\",\"type\":";
+    ck_assert_int_eq(publish("courses.lesson.completed", bad_old), 1);
+    char *q =
+        sqlf("SELECT count() FROM analytics_audit.dead_letters WHERE subject LIKE '%s.%%'", prefix);
+    ck_assert_int_eq(wait_count(q, 1, 20000), 1);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(js_DeleteStream(js, stream, NULL, &jerr), NATS_OK);
+
+    /* a new stream (made by ingest); its first message is held, then
+     * ingest is killed before it wrote it */
+    proc *p2 = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_AGE=30s",
+                                                  "ANALYTICS_INGEST_ACK_WAIT=2s", NULL});
+    const char *bad_new = "{\"id\":\"new-stream\",\"type\":";
+    ck_assert_int_eq(publish("courses.lesson.completed", bad_new), 1);
+    int64_t deadline = th_now_ms() + 10000;
+    while (metric(p2, "analytics_ingest_messages_total{delivery=\"first\"}") < 1) {
+        ck_assert_msg(th_now_ms() < deadline, "ingest did not take the message");
+        th_sleep_ms(50);
+    }
+    th_kill(p2->pid);
+    p2->pid = 0;
+
+    proc *p3 = start_ingest((const char *const[]){"ANALYTICS_INGEST_ACK_WAIT=2s", NULL});
+    ck_assert_int_eq(wait_count(q, 2, 20000), 2);
+    free(q);
+    wait_consumer_settled("the dead letter was not acked");
+    ck_assert_double_eq(metric(p3, "analytics_ingest_lookups_total"), 1);
+    q = sqlf("SELECT count() FROM analytics_audit.dead_letters WHERE subject LIKE '%s.%%' AND "
+             "stream_seq = 1 AND raw = '%s'",
+             prefix, bad_new);
+    ck_assert_int_eq(count_q("%s", q), 1);
+    free(q);
+    ck_assert_int_eq(stop_ingest(p3, 30000), 0);
+}
+END_TEST
+
 /* ingest exits at the test hook; the restarted one gets the unacked
  * messages again and must not store them twice. */
 static void crash_and_recover(const char *hook, long n, const char *skipped_series)
@@ -1474,6 +1518,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_by_another_replica_counts_every_event_once);
+    tcase_add_test(tc, test_a_dead_letter_of_a_new_stream_is_not_taken_for_an_old_one);
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
     tcase_add_test(tc, test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout);
     tcase_add_test(tc, test_nats_server_back_without_the_consumer_state_counts_every_event_once);
