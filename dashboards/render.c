@@ -384,20 +384,26 @@ static cJSON *merged_filters(const cJSON *w, const cJSON *params)
     return out;
 }
 
+/* The granularity a widget's query asks for: the render's, else the widget's, else day. */
+static const char *granularity_of(const job *j)
+{
+    const char *g = str_of(j->params, "granularity");
+    if (!g)
+        g = str_of(j->widget, "granularity");
+    return g ? g : "day";
+}
+
 static cJSON *query_body(const job *j, int64_t from, int64_t to)
 {
     char fb[40], tb[40];
     fmt_ms(from, fb, sizeof(fb));
     fmt_ms(to, tb, sizeof(tb));
     const cJSON *w = j->widget;
-    const char *g = str_of(j->params, "granularity");
-    if (!g)
-        g = str_of(w, "granularity");
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "metricId", str_of(w, "metricId"));
     cJSON_AddStringToObject(b, "from", fb);
     cJSON_AddStringToObject(b, "to", tb);
-    cJSON_AddStringToObject(b, "granularity", g ? g : "day");
+    cJSON_AddStringToObject(b, "granularity", granularity_of(j));
     const cJSON *dims = cJSON_GetObjectItemCaseSensitive(w, "dimensions");
     cJSON_AddItemToObject(b, "dimensions", dims ? cJSON_Duplicate(dims, 1) : cJSON_CreateArray());
     cJSON_AddItemToObject(b, "filters", merged_filters(w, j->params));
@@ -415,8 +421,18 @@ static void *run_job(void *arg)
     cJSON_Delete(b);
     if (j->st == AN_OK && !strcmp(type, "bignumber")) {
         int64_t left = j->timeout_ms - (an_time_mono_ms() - t0);
-        int64_t span = j->to_ms - j->from_ms;
-        b = query_body(j, j->from_ms - span, j->from_ms);
+        /* metrics widens a range to whole buckets: the previous period is as
+         * many whole buckets ending where the widened range begins, else the
+         * bucket holding `from` is counted in both */
+        int64_t from = j->from_ms, to = j->to_ms;
+        an_template_granularity g;
+        if (an_template_granularity_parse("granularity", granularity_of(j), &g, NULL) == AN_OK) {
+            from = an_template_bucket_floor(from, g);
+            int64_t last = an_template_bucket_floor(to, g);
+            to = last == to ? last : an_template_bucket_next(last, g);
+        }
+        int64_t span = to - from;
+        b = query_body(j, from - span, from);
         j->st = left > 0 ? metrics_call(j->c, j->req, "query", b, left, &prev, &j->err)
                          : an_error_set(&j->err, AN_UNAVAILABLE, "widget timed out");
         cJSON_Delete(b);

@@ -293,6 +293,37 @@ START_TEST(render_through_the_real_metrics_service)
 }
 END_TEST
 
+/* A range that does not start on a bucket boundary (here 24 h from 06:00
+ * of day1): metrics widens it to whole days (day1 and the day after), and
+ * the bignumber's previous period is the two whole days before day1 - the
+ * day holding `from` is not counted in both. */
+START_TEST(bignumber_previous_period_does_not_overlap_a_widened_range)
+{
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"big\",\"widgets\":[{\"id\":\"big\",\"type\":\"bignumber\","
+             "\"metricId\":\"%s\"}]}",
+             m_flat);
+    const char *code;
+    cJSON *env = req("analytics.dashboards.create", body, &code);
+    char id[40];
+    snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(ok(env, code), "id")));
+    cJSON_Delete(env);
+    long long from = day1 + 6 * 3600, to = from + 86400;
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, iso(from),
+             iso(to));
+    env = req("analytics.dashboards.render", body, &code);
+    const cJSON *big = cJSON_GetObjectItem(widget_of(ok(env, code), "big"), "data");
+    long long now_days = ch_count(NULL, day1, day1 + 2 * 86400);
+    long long before = ch_count(NULL, day1 - 2 * 86400, day1);
+    ck_assert_int_gt(now_days, 0);
+    ck_assert_int_gt(before, 0);
+    ck_assert_int_eq((long long)cJSON_GetObjectItem(big, "value")->valuedouble, now_days);
+    ck_assert_int_eq((long long)cJSON_GetObjectItem(big, "previous")->valuedouble, before);
+    cJSON_Delete(env);
+}
+END_TEST
+
 START_TEST(validation_asks_the_real_metrics_service)
 {
     char body[1024];
@@ -354,6 +385,7 @@ Suite *dashboards_metrics_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, render_through_the_real_metrics_service);
     tcase_add_test(tc, validation_asks_the_real_metrics_service);
+    tcase_add_test(tc, bignumber_previous_period_does_not_overlap_a_widened_range);
     suite_add_tcase(s, tc);
     return s;
 }
