@@ -11,7 +11,8 @@
 # under a temp dir, ClickHouse migrations applied), start every service binary
 # that exists under build/bin/, show servers, schema, migrations, services and
 # their /healthz, run the demo steps that exist (deploy/local/demo.d/*.sh, in
-# name order, each with the stack env, RUN_STACK_DIR and RUN_BUILD_DIR; a
+# name order, each with the stack env, RUN_STACK_DIR, RUN_BUILD_DIR and
+# RUN_KEEP (1 with --keep: what they print may be used afterwards); a
 # service's pid and http address are in $RUN_STACK_DIR/services/NAME.pid and
 # NAME.addr), then stop everything - also on error
 # or Ctrl-C.
@@ -216,11 +217,14 @@ fi
 if [ ${#steps[@]} -eq 0 ]; then
     note "no demo steps yet (deploy/local/demo.d/*.sh): no sample traffic is published"
 fi
+passed=0
 for s in "${steps[@]}"; do
     printf '\n-- %s\n' "$(basename "$s" .sh)"
-    if ! RUN_STACK_DIR="$STACK" RUN_BUILD_DIR="$BUILD" bash "$s" 2>&1 | sed 's/^/  /'; then
+    if ! RUN_STACK_DIR="$STACK" RUN_BUILD_DIR="$BUILD" RUN_KEEP="$KEEP" bash "$s" 2>&1 | sed 's/^/  /'; then
         note "step $(basename "$s") FAILED"
         FAILED=1
+    else
+        passed=$((passed + 1))
     fi
 done
 
@@ -247,4 +251,5 @@ if [ $FAILED -ne 0 ]; then
     exit 1
 fi
 note "ok: stack up, ${#built[@]} of 7 services built, ${#PIDS[@]} running and healthy, schema at" \
-    "$(./deploy/clickhouse/migrate.sh status | grep -c '^applied') migrations"
+    "$(./deploy/clickhouse/migrate.sh status | grep -c '^applied') migrations, $passed of" \
+    "${#steps[@]} demo steps passed"

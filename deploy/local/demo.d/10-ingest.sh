@@ -179,5 +179,7 @@ if [ -n "$addr" ]; then
         grep -Ei 'event|row|reject|dead|batch|lag|ack' | grep -v '_bucket{' | head -40 | indent || true
 fi
 
-printf '\nfor a steady trickle of live events (from another shell, after . %s/env):\n' "$STACK"
-echo "    $EVENTGEN --publish 0 --rate 50 --window 0"
+if [ "${RUN_KEEP:-0}" = 1 ]; then
+    printf '\nfor a steady trickle of live events (from another shell, after . %s/env):\n' "$STACK"
+    echo "    $EVENTGEN --publish 0 --rate 50 --window 0"
+fi

@@ -75,6 +75,7 @@ export_one() { # FORMAT QUERY TITLE
     fi
     url=$(json "d['data']['outputUrl']" <<<"$reply")
     echo "  outputUrl: $url"
+    [ "${RUN_KEEP:-0}" = 1 ] || echo "  (served by the exports service of this run: gone when it stops; run.sh --keep keeps it)"
     file="$STACK/demo-export.$format"
     curl -sS -o "$file" -w '  GET outputUrl -> %{http_code}, %{size_download} bytes, %{content_type}\n' "$url"
     echo "  first lines of the file:"

@@ -126,24 +126,46 @@ if not metrics and "data" in r:
         metrics.append({"id": c["data"]["id"], "name": name, "dims": ["event_name"]})
 if not metrics:
     print("no active metrics for", tenant, "- nothing to put on a dashboard"); sys.exit(1)
-print("metrics used:", ", ".join(f"{m['name']} ({m['id']})" for m in metrics[:3]))
 
-m0 = metrics[0]; m1 = metrics[1 % len(metrics)]
+def named(prefix):
+    return next((m for m in metrics if m["name"].startswith(prefix) and "rollup" not in m["name"]), None)
+count_m, dau_m, rate_m = named("Events"), named("Daily active users"), named("Payment success rate")
 def dim(m, i=0): return m["dims"][i:i+1]
-widgets = [
-    {"id": "trend", "type": "line", "title": f"{m0['name']} per day", "metricId": m0["id"], "dimensions": dim(m0),
-     "timeRange": {"last": "7d"}, "position": {"x": 0, "y": 0, "w": 8, "h": 4}},
-    {"id": "total", "type": "bignumber", "title": f"{m0['name']}, last 7 days", "metricId": m0["id"],
-     "position": {"x": 8, "y": 0, "w": 4, "h": 4}},
-    {"id": "split", "type": "bar", "title": f"{m1['name']} per day", "metricId": m1["id"], "dimensions": dim(m1),
-     "position": {"x": 0, "y": 4, "w": 6, "h": 4}},
-    {"id": "share", "type": "pie", "title": f"{m1['name']} share", "metricId": m1["id"],
-     "dimensions": dim(m1) or dim(m0), "position": {"x": 6, "y": 4, "w": 6, "h": 4}},
-    {"id": "rows", "type": "table", "title": f"{m0['name']} table", "metricId": m0["id"], "dimensions": dim(m0),
-     "pageSize": 10, "position": {"x": 0, "y": 8, "w": 12, "h": 4}},
-    {"id": "about", "type": "text", "body": "# Sample dashboard\nBuilt by deploy/local/demo.d/40-dashboards.sh."},
-]
-if not widgets[3]["dimensions"]: widgets[3]["type"] = "bar"
+if count_m and dau_m and rate_m:
+    # the metrics step's metrics: a widget for what each one means. A sum of
+    # days suits a count (the big number), not distinct users or a ratio;
+    # shares suit a count split by type, not a rate split by its own terms.
+    print("widgets: events (big number, share by type), daily active users (line, table), payment success rate (bar)")
+    widgets = [
+        {"id": "trend", "type": "line", "title": "Daily active users", "metricId": dau_m["id"],
+         "timeRange": {"last": "7d"}, "position": {"x": 0, "y": 0, "w": 8, "h": 4}},
+        {"id": "total", "type": "bignumber", "title": "Events, last 7 days", "metricId": count_m["id"],
+         "position": {"x": 8, "y": 0, "w": 4, "h": 4}},
+        {"id": "split", "type": "bar", "title": "Payment success rate per day", "metricId": rate_m["id"],
+         "position": {"x": 0, "y": 4, "w": 6, "h": 4}},
+        {"id": "share", "type": "pie", "title": "Events by type", "metricId": count_m["id"],
+         "dimensions": ["event_name"], "position": {"x": 6, "y": 4, "w": 6, "h": 4}},
+        {"id": "rows", "type": "table", "title": "Daily active users per day", "metricId": dau_m["id"],
+         "pageSize": 10, "position": {"x": 0, "y": 8, "w": 12, "h": 4}},
+        {"id": "about", "type": "text", "body": "# Sample dashboard\nBuilt by deploy/local/demo.d/40-dashboards.sh."},
+    ]
+else:
+    print("metrics used:", ", ".join(f"{m['name']} ({m['id']})" for m in metrics[:3]))
+    m0 = metrics[0]; m1 = metrics[1 % len(metrics)]
+    widgets = [
+        {"id": "trend", "type": "line", "title": f"{m0['name']} per day", "metricId": m0["id"], "dimensions": dim(m0),
+         "timeRange": {"last": "7d"}, "position": {"x": 0, "y": 0, "w": 8, "h": 4}},
+        {"id": "total", "type": "bignumber", "title": f"{m0['name']}, last 7 days", "metricId": m0["id"],
+         "position": {"x": 8, "y": 0, "w": 4, "h": 4}},
+        {"id": "split", "type": "bar", "title": f"{m1['name']} per day", "metricId": m1["id"], "dimensions": dim(m1),
+         "position": {"x": 0, "y": 4, "w": 6, "h": 4}},
+        {"id": "share", "type": "pie", "title": f"{m1['name']} share", "metricId": m1["id"],
+         "dimensions": dim(m1) or dim(m0), "position": {"x": 6, "y": 4, "w": 6, "h": 4}},
+        {"id": "rows", "type": "table", "title": f"{m0['name']} table", "metricId": m0["id"], "dimensions": dim(m0),
+         "pageSize": 10, "position": {"x": 0, "y": 8, "w": 12, "h": 4}},
+        {"id": "about", "type": "text", "body": "# Sample dashboard\nBuilt by deploy/local/demo.d/40-dashboards.sh."},
+    ]
+    if not widgets[3]["dimensions"]: widgets[3]["type"] = "bar"
 def create():
     return call("dashboards", "create", {"name": "Sample dashboard", "widgets": widgets,
                                          "accessControl": {"allowedRoles": ["analyst"]}})
