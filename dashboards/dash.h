@@ -98,6 +98,13 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
 an_status dash_render(dash_ctx *c, const an_request *req, const dash *d, const cJSON *params,
                       const char *only_widget, cJSON **out, an_error *err);
 
+/* The period a bignumber compares [from_ms, to_ms) with. metrics widens a
+ * range to whole buckets of granularity (hour, day, week, month): the
+ * previous period is as many whole buckets, ending where the widened range
+ * begins. Another granularity: the same length just before from_ms. */
+void dash_previous_period(int64_t from_ms, int64_t to_ms, const char *granularity,
+                          int64_t *prev_from, int64_t *prev_to);
+
 /* Check the render parameters ({from,to}|{last}, granularity, filters,
  * page, pageSize) into a normalised copy *out (always set; caller frees). */
 an_status dash_params_parse(const cJSON *body, cJSON **out, an_error *err);

@@ -410,6 +410,23 @@ static cJSON *query_body(const job *j, int64_t from, int64_t to)
     return b;
 }
 
+void dash_previous_period(int64_t from_ms, int64_t to_ms, const char *granularity,
+                          int64_t *prev_from, int64_t *prev_to)
+{
+    an_template_granularity g;
+    if (an_template_granularity_parse("granularity", granularity, &g, NULL) != AN_OK) {
+        *prev_to = from_ms;
+        *prev_from = from_ms - (to_ms - from_ms);
+        return;
+    }
+    /* step back bucket by bucket: months differ in length */
+    int64_t from = an_template_bucket_floor(from_ms, g), prev = from;
+    for (int64_t x = from; x < to_ms; x = an_template_bucket_next(x, g))
+        prev = an_template_bucket_floor(prev - 1, g);
+    *prev_from = prev;
+    *prev_to = from;
+}
+
 static void *run_job(void *arg)
 {
     job *j = arg;
@@ -424,15 +441,9 @@ static void *run_job(void *arg)
         /* metrics widens a range to whole buckets: the previous period is as
          * many whole buckets ending where the widened range begins, else the
          * bucket holding `from` is counted in both */
-        int64_t from = j->from_ms, to = j->to_ms;
-        an_template_granularity g;
-        if (an_template_granularity_parse("granularity", granularity_of(j), &g, NULL) == AN_OK) {
-            from = an_template_bucket_floor(from, g);
-            int64_t last = an_template_bucket_floor(to, g);
-            to = last == to ? last : an_template_bucket_next(last, g);
-        }
-        int64_t span = to - from;
-        b = query_body(j, from - span, from);
+        int64_t prev_from, prev_to;
+        dash_previous_period(j->from_ms, j->to_ms, granularity_of(j), &prev_from, &prev_to);
+        b = query_body(j, prev_from, prev_to);
         j->st = left > 0 ? metrics_call(j->c, j->req, "query", b, left, &prev, &j->err)
                          : an_error_set(&j->err, AN_UNAVAILABLE, "widget timed out");
         cJSON_Delete(b);

@@ -176,6 +176,15 @@ static uint64_t reconnects(ingest_consumer *c)
     return n;
 }
 
+/* Take the mark from the consumer's description (0: none). */
+static void read_mark(ingest_consumer *c, const jsConsumerInfo *ci)
+{
+    const char *d = ci->Config ? ci->Config->Description : NULL;
+    const char *at = d ? strstr(d, MAYBE_STORED_MARK) : NULL;
+    atomic_store(&c->maybe_stored_through,
+                 at ? strtoull(at + strlen(MAYBE_STORED_MARK), NULL, 10) : 0);
+}
+
 /* The id of the server the connection is on now ("" when not known). A
  * nats-server makes a new one each time it starts. */
 static void server_id(ingest_consumer *c, char out[sizeof(c->server_id)])
@@ -205,6 +214,16 @@ static void note_reconnects(ingest_consumer *c)
     if (reconnects(c) != n)
         return; /* reconnected again meanwhile: the id may be of either server */
     if (same) {
+        /* its pull requests may now reach a consumer another replica
+         * created while this one was away (the 409 went to the lost
+         * connection): read the consumer's mark before trusting it */
+        jsConsumerInfo *ci = NULL;
+        if (js_GetConsumerInfo(&ci, c->js, c->stream, c->consumer, NULL, NULL) != NATS_OK)
+            return; /* again on the next call */
+        read_mark(c, ci);
+        jsConsumerInfo_Destroy(ci);
+        if (reconnects(c) != n)
+            return;
         c->unsure = false;
         an_info("reconnected to NATS, to the same nats-server (%s): its consumer state is "
                 "intact, nothing to look up",
@@ -227,15 +246,6 @@ static void note_reconnects(ingest_consumer *c)
             "before they are inserted (a restarted nats-server may deliver stored ones again as "
             "new)",
             (unsigned long long)c->reconnect_mark);
-}
-
-/* Take the mark from the consumer's description (0: none). */
-static void read_mark(ingest_consumer *c, const jsConsumerInfo *ci)
-{
-    const char *d = ci->Config ? ci->Config->Description : NULL;
-    const char *at = d ? strstr(d, MAYBE_STORED_MARK) : NULL;
-    atomic_store(&c->maybe_stored_through,
-                 at ? strtoull(at + strlen(MAYBE_STORED_MARK), NULL, 10) : 0);
 }
 
 /* After fetching, while the mark is stale: read the consumer's (once it

@@ -436,11 +436,11 @@ static void *proxy_accept(void *arg)
             abort();
         *c = (proxy_conn){.p = p, .client = cfd, .server = sfd, .running = 2};
         pthread_mutex_lock(&p->mu);
-        int slot = -1;
+        int slot = th_now_ms() < p->refuse_until ? PROXY_MAX_CONNS : -1; /* cut meanwhile */
         for (int i = 0; i < PROXY_MAX_CONNS && slot < 0; i++)
             if (!p->conns[i])
                 slot = i;
-        if (slot < 0) {
+        if (slot < 0 || slot == PROXY_MAX_CONNS) {
             pthread_mutex_unlock(&p->mu);
             close(cfd);
             close(sfd);
