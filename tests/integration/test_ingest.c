@@ -197,6 +197,20 @@ static char *event_json(const char *id, const char *type, const char *tenant_suf
     return s;
 }
 
+/* An envelope of exactly len bytes (a long string in data), NUL-terminated. Free it. */
+static char *big_event(const char *id, size_t len)
+{
+    char *big = malloc(len + 1);
+    ck_assert_ptr_nonnull(big);
+    int head = snprintf(big, len,
+                        "{\"id\":\"%s\",\"type\":\"x\",\"tenantId\":\"%s\",\"data\":{\"blob\":\"",
+                        id, tenant);
+    memset(big + head, 'z', len - (size_t)head - 3);
+    memcpy(big + len - 3, "\"}}", 3);
+    big[len] = '\0';
+    return big;
+}
+
 /* Poll a scalar query until it gives want (or timeout); returns the last value. */
 static long long wait_count(const char *sql, long long want, int timeout_ms)
 {
@@ -758,14 +772,7 @@ START_TEST(test_bad_events_are_dead_lettered_with_their_reason_between_good_ones
                        "\"occurredAt\":\"31/12/2025 10:00\",\"data\":{}}",
                        tenant) > 0);
     size_t big_len = 10000;
-    big = malloc(big_len + 1);
-    int head = snprintf(big, big_len,
-                        "{\"id\":\"b-4\",\"type\":\"x\",\"tenantId\":\"%s\",\"data\":"
-                        "{\"blob\":\"",
-                        tenant);
-    memset(big + head, 'z', big_len - (size_t)head - 3);
-    memcpy(big + big_len - 3, "\"}}", 3);
-    big[big_len] = '\0';
+    big = big_event("b-4", big_len);
 
     publish("courses.lesson.completed", good[0]);
     uint64_t s_mal = publish_h("courses.lesson.completed", malformed, strlen(malformed),
@@ -865,15 +872,7 @@ START_TEST(test_a_message_larger_than_the_batch_byte_budget_is_still_delivered)
 {
     proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_BATCH_BYTES=1MiB", NULL});
     size_t big_len = 700000;
-    char *big = malloc(big_len + 1);
-    ck_assert_ptr_nonnull(big);
-    int head = snprintf(big, big_len,
-                        "{\"id\":\"big-1\",\"type\":\"x\",\"tenantId\":\"%s\",\"data\":"
-                        "{\"blob\":\"",
-                        tenant);
-    memset(big + head, 'z', big_len - (size_t)head - 3);
-    memcpy(big + big_len - 3, "\"}}", 3);
-    big[big_len] = '\0';
+    char *big = big_event("big-1", big_len);
     char *good[4];
     for (int i = 0; i < 4; i++) {
         char id[16];
