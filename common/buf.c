@@ -1,5 +1,7 @@
 #include "common/buf.h"
 
+#include "common/crypto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,22 +157,14 @@ void an_buf_add_uri_encoded(an_buf *b, const char *s, size_t n, bool keep_slash)
     b->data[b->len] = '\0';
 }
 
-static int hex_value(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 bool an_buf_add_uri_decoded(an_buf *b, const char *s, size_t n, bool plus_is_space)
 {
     an_buf_grow(b, n);
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = i + 1 < n ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
+            int hi = i + 1 < n ? an_crypto_hex_value(s[i + 1]) : -1;
+            int lo = i + 2 < n ? an_crypto_hex_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 b->data[b->len] = '\0';
                 return false;

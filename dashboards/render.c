@@ -438,9 +438,6 @@ static void *run_job(void *arg)
     cJSON_Delete(b);
     if (j->st == AN_OK && !strcmp(type, "bignumber")) {
         int64_t left = j->timeout_ms - (an_time_mono_ms() - t0);
-        /* metrics widens a range to whole buckets: the previous period is as
-         * many whole buckets ending where the widened range begins, else the
-         * bucket holding `from` is counted in both */
         int64_t prev_from, prev_to;
         dash_previous_period(j->from_ms, j->to_ms, granularity_of(j), &prev_from, &prev_to);
         b = query_body(j, prev_from, prev_to);

@@ -1,9 +1,9 @@
 #include "ingest/batch.h"
 #include "ingest/tiers.h"
 
+#include "common/crypto.h"
 #include "common/timeutil.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -269,19 +269,14 @@ an_status ingest_batch_add_dead(ingest_batch *b, const ingest_msg_info *m, const
     g->subject_len = (uint16_t)(sl > UINT16_MAX ? UINT16_MAX : sl);
     an_buf_add(&b->arena, m->subject, g->subject_len);
     an_buf_addc(&b->arena, '\0');
-    /* MD5 of the raw bytes, hex: a look-up matches a stored row by subject,
-     * stream sequence and this, as sequences start again with a new stream */
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(m->raw, m->raw_len, md, &mdlen, EVP_md5(), NULL) != 1 || mdlen != 16)
-        mdlen = 0; /* no MD5 (a FIPS-only OpenSSL): never found, so a redelivered
-                      dead letter may be written twice, never lost */
-    static const char hexd[] = "0123456789ABCDEF";
-    for (unsigned int i = 0; i < mdlen; i++) {
-        an_buf_addc(&b->arena, hexd[md[i] >> 4]);
-        an_buf_addc(&b->arena, hexd[md[i] & 15]);
-    }
-    an_buf_addc(&b->arena, '\0');
+    /* SHA-256 of the raw bytes, hex: a look-up matches a stored row by
+     * subject, stream sequence and this, as sequences start again with a new
+     * stream (none when it cannot be computed: never found, so a redelivered
+     * dead letter may be written twice, never lost) */
+    char digest[AN_CRYPTO_SHA256_HEX];
+    if (an_crypto_sha256_hex(m->raw, m->raw_len, digest, NULL) != AN_OK)
+        digest[0] = '\0';
+    an_buf_add(&b->arena, digest, strlen(digest) + 1);
 
     an_ch_batch *d = b->rows[INGEST_TIER_DEAD];
     an_ch_batch_add_datetime(d, m->received_ms / 1000);

@@ -50,7 +50,7 @@ typedef struct ingest_msg {
     int64_t occurred_s;   /* events: occurred_at, for the primary-key range of look-ups */
     uint32_t reply_off;   /* ack subject in the arena, NUL-terminated */
     uint32_t key_off;     /* events: tenant, NUL, id, NUL; dead letters: subject, NUL,
-                             MD5 of the raw bytes in hex, NUL */
+                             SHA-256 of the raw bytes in hex, NUL */
     uint16_t tenant_len;  /* events */
     uint16_t id_len;      /* events */
     uint16_t subject_len; /* dead letters */
@@ -152,8 +152,8 @@ static inline const char *ingest_msg_subject(const ingest_batch *b, const ingest
     return b->arena.data + m->key_off;
 }
 
-/* Dead letters: MD5 of the message's raw bytes, 32 upper-case hex digits. */
-static inline const char *ingest_msg_raw_md5(const ingest_batch *b, const ingest_msg *m)
+/* Dead letters: SHA-256 of the message's raw bytes, 64 lowercase hex digits. */
+static inline const char *ingest_msg_raw_sha256(const ingest_batch *b, const ingest_msg *m)
 {
     return b->arena.data + m->key_off + m->subject_len + 1;
 }

@@ -53,9 +53,10 @@ struct ingest_consumer {
     bool unsure;
     char server_id[128]; /* of the server connected to when last looked */
     /* The consumer went away under this replica (its pull requests were
-     * refused): another replica may create it again, with a mark of its
-     * own, before this one reads it. Every message is looked up until this
-     * replica has read the consumer's mark itself (fetcher's thread). */
+     * refused), or may have while it was cut off: another replica may
+     * create it again, with a mark of its own, before this one reads it.
+     * Every message is looked up until this replica has read the
+     * consumer's mark itself (fetcher's thread). */
     bool mark_stale;
 };
 
@@ -189,7 +190,6 @@ static void read_mark(ingest_consumer *c, const jsConsumerInfo *ci)
  * nats-server makes a new one each time it starts. */
 static void server_id(ingest_consumer *c, char out[sizeof(c->server_id)])
 {
-    out[0] = '\0';
     if (natsConnection_GetConnectedServerId(c->nc, out, sizeof(c->server_id)) != NATS_OK)
         out[0] = '\0';
 }
@@ -216,15 +216,9 @@ static void note_reconnects(ingest_consumer *c)
     if (same) {
         /* its pull requests may now reach a consumer another replica
          * created while this one was away (the 409 went to the lost
-         * connection): read the consumer's mark before trusting it */
-        jsConsumerInfo *ci = NULL;
-        if (js_GetConsumerInfo(&ci, c->js, c->stream, c->consumer, NULL, NULL) != NATS_OK)
-            return; /* again on the next call */
-        read_mark(c, ci);
-        jsConsumerInfo_Destroy(ci);
-        if (reconnects(c) != n)
-            return;
+         * connection): the consumer's mark is read again (reread_mark) */
         c->unsure = false;
+        c->mark_stale = true;
         an_info("reconnected to NATS, to the same nats-server (%s): its consumer state is "
                 "intact, nothing to look up",
                 id);
@@ -248,8 +242,8 @@ static void note_reconnects(ingest_consumer *c)
             (unsigned long long)c->reconnect_mark);
 }
 
-/* After fetching, while the mark is stale: read the consumer's (once it
- * exists again). */
+/* After fetching (and note_reconnects), while the mark is stale: read the
+ * consumer's (once it exists again). */
 static void reread_mark(ingest_consumer *c)
 {
     if (!c->mark_stale || natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
@@ -599,8 +593,8 @@ an_status ingest_consumer_fetch(ingest_consumer *c, int max, int64_t max_bytes, 
             break;
         }
     }
-    reread_mark(c);
     note_reconnects(c);
+    reread_mark(c);
     if (count) {
         list->Msgs = msgs;
         list->Count = count;

@@ -152,8 +152,9 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
     }
     info.maybe_stored = info.delivered == 1 && info.stream_seq &&
                         info.stream_seq <= ingest_consumer_maybe_stored_through(p->o.consumer);
+    bool look_up = info.delivered > 1 || info.maybe_stored;
     an_prom_counter_inc(info.delivered > 1 ? p->m->messages_redelivered : p->m->messages_first);
-    if ((info.delivered > 1 || info.maybe_stored) && ingest_batch_has_seq(b, info.stream_seq)) {
+    if (look_up && ingest_batch_has_seq(b, info.stream_seq)) {
         /* delivered again while its first copy waits in this very batch
          * (the ack wait ran out under load, or a restarted nats-server sent
          * it again as new): ack both, write once */
@@ -162,7 +163,7 @@ static void take_in(ingest_pipeline *p, ingest_batch *b, natsMsg *msg, int64_t w
                  (unsigned long long)info.stream_seq);
         return;
     }
-    if (info.delivered > 1 || info.maybe_stored)
+    if (look_up)
         an_prom_counter_inc(p->m->lookups);
 
     ingest_event ev;

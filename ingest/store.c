@@ -195,9 +195,10 @@ static uint32_t hash2(const char *a, size_t an, const char *b, size_t bn)
     return x;
 }
 
-/* Keys of a message: (tenant, id) for events, (subject, seq text) for dead letters. */
-#define KEY_BUF 64 /* "<stream seq>:<MD5 hex>" of a dead letter */
+#define KEY_BUF 96 /* "<stream seq>:<SHA-256 hex>" of a dead letter */
 
+/* Keys of a message: (tenant, id) for events, (subject, "<seq>:<SHA-256 of
+ * raw>") for dead letters. */
 static void msg_key(const ingest_batch *b, const ingest_msg *m, const char **k1, size_t *n1,
                     const char **k2, size_t *n2, char *seqbuf)
 {
@@ -205,7 +206,7 @@ static void msg_key(const ingest_batch *b, const ingest_msg *m, const char **k1,
         *k1 = ingest_msg_subject(b, m);
         *n1 = m->subject_len;
         *n2 = (size_t)snprintf(seqbuf, KEY_BUF, "%" PRIu64 ":%s", m->stream_seq,
-                               ingest_msg_raw_md5(b, m));
+                               ingest_msg_raw_sha256(b, m));
         *k2 = seqbuf;
     } else {
         *k1 = ingest_msg_tenant(b, m);
@@ -262,10 +263,11 @@ static void chunk_sql(an_buf *sql, ingest_tier t, const lookup *l)
     an_buf_reset(sql);
     if (t == INGEST_TIER_DEAD) {
         /* the raw bytes too: stream sequences start again with a new stream */
-        an_buf_addf(sql,
-                    "SELECT subject, concat(toString(stream_seq), ':', hex(MD5(raw))) FROM %s "
-                    "WHERE stream_seq IN (",
-                    ingest_tier_table(t));
+        an_buf_addf(
+            sql,
+            "SELECT subject, concat(toString(stream_seq), ':', lower(hex(SHA256(raw)))) FROM %s "
+            "WHERE stream_seq IN (",
+            ingest_tier_table(t));
         for (size_t i = 0; i < l->n; i++) {
             if (i)
                 an_buf_addc(sql, ',');

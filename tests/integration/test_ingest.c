@@ -750,6 +750,29 @@ START_TEST(test_same_actor_hashes_the_same_way_and_rotation_shows_the_key_id)
 }
 END_TEST
 
+/* Wait up to timeout_ms until the consumer has delivered everything and
+ * ack_pending of it is unacked; fails the test with what otherwise. */
+static void wait_consumer(int64_t ack_pending, int timeout_ms, const char *what)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        jsConsumerInfo *ci = NULL;
+        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
+        bool there = ci->NumPending == 0 && ci->NumAckPending == ack_pending;
+        jsConsumerInfo_Destroy(ci);
+        if (there)
+            return;
+        ck_assert_msg(th_now_ms() < deadline, "%s", what);
+        th_sleep_ms(200);
+    }
+}
+
+/* Wait until the consumer has nothing undelivered and nothing unacked. */
+static void wait_consumer_settled(const char *what)
+{
+    wait_consumer(0, 20000, what);
+}
+
 START_TEST(test_bad_events_are_dead_lettered_with_their_reason_between_good_ones)
 {
     proc *p = start_ingest((const char *const[]){"ANALYTICS_INGEST_MAX_EVENT_BYTES=4096", NULL});
@@ -841,19 +864,7 @@ START_TEST(test_bad_events_are_dead_lettered_with_their_reason_between_good_ones
     ck_assert_double_eq(metric(p, "analytics_ingest_rejects_total{reason=\"bad_timestamp\"}"), 1);
     ck_assert_double_eq(metric(p, "analytics_ingest_rejects_total{reason=\"too_large\"}"), 1);
     ck_assert_double_eq(metric(p, "analytics_ingest_rows_written_total{tier=\"dead_letter\"}"), 4);
-    /* every message was acked: nothing waits in the consumer */
-    jsConsumerInfo *ci = NULL;
-    int64_t deadline = th_now_ms() + 10000;
-    for (;;) {
-        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
-        bool done = ci->NumAckPending == 0 && ci->NumPending == 0;
-        int64_t ap = ci->NumAckPending;
-        jsConsumerInfo_Destroy(ci);
-        if (done)
-            break;
-        ck_assert_msg(th_now_ms() < deadline, "%lld messages still unacked", (long long)ap);
-        th_sleep_ms(100);
-    }
+    wait_consumer_settled("messages still unacked"); /* every message was acked */
     for (int i = 0; i < 5; i++)
         free(good[i]);
     free(no_tenant);
@@ -861,8 +872,6 @@ START_TEST(test_bad_events_are_dead_lettered_with_their_reason_between_good_ones
     free(big);
 }
 END_TEST
-
-static void wait_consumer_settled(const char *what);
 
 /* A message larger than what a pull request may bring while the batch is
  * nearly full (here ANALYTICS_INGEST_BATCH_BYTES=1MiB, a 700 KB event) is
@@ -1042,22 +1051,6 @@ static void wait_streaming_insert(const proc *p)
     ck_assert_double_eq(metric(p, "analytics_ingest_acks_total"), 0);
 }
 
-/* Wait until the consumer has nothing undelivered and nothing unacked. */
-static void wait_consumer_settled(const char *what)
-{
-    int64_t deadline = th_now_ms() + 20000;
-    for (;;) {
-        jsConsumerInfo *ci = NULL;
-        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
-        bool settled = ci->NumAckPending == 0 && ci->NumPending == 0;
-        jsConsumerInfo_Destroy(ci);
-        if (settled)
-            return;
-        ck_assert_msg(th_now_ms() < deadline, "%s", what);
-        th_sleep_ms(200);
-    }
-}
-
 /* ClickHouse dies while a batch streams into it: the streamed events were
  * not kept by ingest, so they go back to JetStream and come again; the ones
  * ClickHouse took before it went are found stored, none is counted twice. */
@@ -1188,22 +1181,12 @@ START_TEST(test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_t
     ch_stop();
     const long n = 100000; /* about 11 MB of acks */
     load(n, tenant, "unsent");
-    int64_t deadline = th_now_ms() + 30000;
-    for (;;) { /* every event delivered to ingest, none acked */
-        jsConsumerInfo *ci = NULL;
-        ck_assert(js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK);
-        bool all = ci->NumPending == 0 && ci->NumAckPending == n;
-        jsConsumerInfo_Destroy(ci);
-        if (all)
-            break;
-        ck_assert_msg(th_now_ms() < deadline, "ingest did not take all %ld events", n);
-        th_sleep_ms(200);
-    }
+    wait_consumer(n, 30000, "ingest did not take every event without acking it");
     nats_stop();
     ck_assert_int_eq(ch_start(), 0);
     char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id LIKE '%s-%%'", tenant);
     ck_assert_int_eq(wait_count(q, n, 60000), n);
-    deadline = th_now_ms() + 30000;
+    int64_t deadline = th_now_ms() + 30000;
     while (metric(p, "analytics_ingest_held_messages") > 0 && th_now_ms() < deadline)
         th_sleep_ms(100);
     ck_assert_double_eq(metric(p, "analytics_ingest_held_messages"), 0);
