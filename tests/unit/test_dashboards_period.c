@@ -14,44 +14,45 @@ static int64_t at(int y, int m, int d, int h)
     return an_time_days_from_civil(y, m, d) * DY + h * H;
 }
 
-START_TEST(test_a_range_from_mid_day_compares_with_the_whole_days_before_it)
+/* dash_previous_period(from, to, g) gives [want_from, want_to). */
+static void expect_previous(int64_t from, int64_t to, const char *g, int64_t want_from,
+                            int64_t want_to)
 {
     int64_t pf, pt;
+    dash_previous_period(from, to, g, &pf, &pt);
+    ck_assert_int_eq(pt, want_to);
+    ck_assert_int_eq(pf, want_from);
+}
+
+START_TEST(test_a_range_from_mid_day_compares_with_the_whole_days_before_it)
+{
     /* 24 h from 06:00: metrics reads two whole days, so do the two before */
-    dash_previous_period(at(2026, 11, 20, 6), at(2026, 11, 21, 6), "day", &pf, &pt);
-    ck_assert_int_eq(pt, at(2026, 11, 20, 0));
-    ck_assert_int_eq(pf, at(2026, 11, 18, 0));
+    expect_previous(at(2026, 11, 20, 6), at(2026, 11, 21, 6), "day", at(2026, 11, 18, 0),
+                    at(2026, 11, 20, 0));
     /* aligned: the same length just before */
-    dash_previous_period(at(2026, 11, 20, 0), at(2026, 11, 27, 0), "day", &pf, &pt);
-    ck_assert_int_eq(pt, at(2026, 11, 20, 0));
-    ck_assert_int_eq(pf, at(2026, 11, 13, 0));
-    dash_previous_period(at(2026, 11, 20, 6) + 1800000, at(2026, 11, 20, 8), "hour", &pf, &pt);
-    ck_assert_int_eq(pt, at(2026, 11, 20, 6));
-    ck_assert_int_eq(pf, at(2026, 11, 20, 4));
+    expect_previous(at(2026, 11, 20, 0), at(2026, 11, 27, 0), "day", at(2026, 11, 13, 0),
+                    at(2026, 11, 20, 0));
+    expect_previous(at(2026, 11, 20, 6) + 1800000, at(2026, 11, 20, 8), "hour", at(2026, 11, 20, 4),
+                    at(2026, 11, 20, 6));
 }
 END_TEST
 
 START_TEST(test_a_month_compares_with_the_month_before_whatever_their_lengths)
 {
-    int64_t pf, pt;
     /* March (31 days) after February (28): one month back, not 31 days */
-    dash_previous_period(at(2026, 3, 1, 0), at(2026, 3, 31, 12), "month", &pf, &pt);
-    ck_assert_int_eq(pt, at(2026, 3, 1, 0));
-    ck_assert_int_eq(pf, at(2026, 2, 1, 0));
+    expect_previous(at(2026, 3, 1, 0), at(2026, 3, 31, 12), "month", at(2026, 2, 1, 0),
+                    at(2026, 3, 1, 0));
     /* December and November, across a year: two months back */
-    dash_previous_period(at(2025, 11, 15, 0), at(2026, 1, 1, 0), "month", &pf, &pt);
-    ck_assert_int_eq(pt, at(2025, 11, 1, 0));
-    ck_assert_int_eq(pf, at(2025, 9, 1, 0));
+    expect_previous(at(2025, 11, 15, 0), at(2026, 1, 1, 0), "month", at(2025, 9, 1, 0),
+                    at(2025, 11, 1, 0));
 }
 END_TEST
 
 START_TEST(test_weeks_start_on_monday)
 {
-    int64_t pf, pt;
     /* Wednesday 2026-11-25 .. Friday 2026-11-27: the week of Monday 11-23 */
-    dash_previous_period(at(2026, 11, 25, 0), at(2026, 11, 27, 0), "week", &pf, &pt);
-    ck_assert_int_eq(pt, at(2026, 11, 23, 0));
-    ck_assert_int_eq(pf, at(2026, 11, 16, 0));
+    expect_previous(at(2026, 11, 25, 0), at(2026, 11, 27, 0), "week", at(2026, 11, 16, 0),
+                    at(2026, 11, 23, 0));
 }
 END_TEST
 
