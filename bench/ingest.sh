@@ -20,7 +20,12 @@
 #    BENCH_RAW_REPEAT runs): the raw rate ClickHouse takes on this machine,
 #    raw_insert_per_s. Ingest writes every event twice (hot and audit tier),
 #    so the same is done for the audit rows too and the rate of both, one
-#    after the other, is printed beside it (not part of the last line).
+#    after the other, is printed beside it (not part of the last line);
+# 5. publishes the same events again, on subjects of their own, into a stream
+#    of their own, taken by bench/jsdrain, which acks each message at once and
+#    does nothing else: the rate of the transport alone (JetStream storing,
+#    delivering and taking acks, no ClickHouse), the ceiling of any consumer
+#    on this machine; printed beside the others (not part of the last line).
 #
 # Ends with exactly one line:
 #   bench ingest: events_per_s=N raw_insert_per_s=N ratio=R peak_rss_mb=M cpu_s=S
@@ -31,8 +36,9 @@
 # from the system under test; js: js_PublishAsync), BENCH_MSG_ID (0: no
 # Nats-Msg-Id header; 1: one per event, which costs nats-server its duplicate
 # tracking), BENCH_PREGENERATE (1; 0: eventgen makes each event just before
-# publishing it, inside the timed window), BENCH_TIMEOUT_S (600), BENCH_RAW_REPEAT (2), BENCH_KEEP=1 keeps
-# the work dir (logs, metrics, rows file).
+# publishing it, inside the timed window), BENCH_TIMEOUT_S (600),
+# BENCH_RAW_REPEAT (2), BENCH_TRANSPORT (1; 0 skips step 5), BENCH_KEEP=1
+# keeps the work dir (logs, metrics, rows file).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR=${ANALYTICS_BUILD_DIR:-$ROOT/build}
@@ -59,9 +65,11 @@ case "$N" in '' | *[!0-9]* | 0) say "EVENTS must be a positive number, not '$N'"
 WORK=$(mktemp -d "${ANALYTICS_STACK_DIR:-${TMPDIR:-/tmp}}/bench-ingest.XXXXXX")
 IPID=""
 GPID=""
+DPID=""
 cleanup() {
     local rc=$?
     if [ -n "$GPID" ]; then kill "$GPID" 2>/dev/null || true; fi
+    if [ -n "$DPID" ]; then kill "$DPID" 2>/dev/null || true; fi
     if [ -n "$IPID" ] && kill -0 "$IPID" 2>/dev/null; then
         kill -TERM "$IPID" 2>/dev/null || true
         for _ in $(seq 1 150); do kill -0 "$IPID" 2>/dev/null || break; sleep 0.1; done
@@ -132,6 +140,7 @@ pub_args=(--publish "$N" --seed "$SEED" --window 0 --quiet)
 [ "$MSG_ID" = 1 ] || pub_args+=(--no-msg-id)
 # the events are made before the clock starts; eventgen waits for SIGUSR1
 [ "$PREGENERATE" = 1 ] && pub_args+=(--pregenerate --wait-signal)
+: >"$WORK/publish.log" # exists before the polls below read it
 "$EVENTGEN" "${pub_args[@]}" 2>"$WORK/publish.log" &
 GPID=$!
 if [ "$PREGENERATE" = 1 ]; then
@@ -278,27 +287,81 @@ rows_mb=$(($(stat -c %s "$WORK/rows.tsv") / 1048576))
 audit_mb=$(($(stat -c %s "$WORK/audit.tsv") / 1048576))
 CLIENT=(clickhouse-client --host 127.0.0.1 --port "$ANALYTICS_CLICKHOUSE_TCP_PORT"
     --user "$ANALYTICS_CLICKHOUSE_ADMIN_USER" --password "$ANALYTICS_CLICKHOUSE_ADMIN_PASSWORD")
-raw_insert() { # TABLE (copy of) FILE -> ms, best of RAW_REPEAT
-    local scratch=$1 like=$2 file=$3 best=0 ms got r
+raw_insert() { # TABLE (copy of) FILE -> "ms ticks": the best of RAW_REPEAT, ClickHouse's CPU in it
+    local scratch=$1 like=$2 file=$3 best=0 best_ticks=0 ms got r c0
     for ((r = 1; r <= RAW_REPEAT; r++)); do
         ch "DROP TABLE IF EXISTS $scratch" >/dev/null
         ch "CREATE TABLE $scratch AS $like" >/dev/null
+        c0=$(ticks_or_0 "$CH_PID")
         t1=$(now_ns)
         "${CLIENT[@]}" --query "INSERT INTO $scratch FORMAT TabSeparated" <"$file"
         ms=$((($(now_ns) - t1) / 1000000))
+        c0=$(($(ticks_or_0 "$CH_PID") - c0))
         got=$(ch "SELECT count() FROM $scratch")
         [ "$got" = "$N" ] || { say "raw insert into $scratch stored $got of $N rows"; exit 1; }
-        say "raw insert into a copy of $like, run $r: $N rows in $ms ms"
-        if [ $best -eq 0 ] || [ "$ms" -lt $best ]; then best=$ms; fi
+        say "raw insert into a copy of $like, run $r: $N rows in $ms ms, ClickHouse CPU $(secs $c0) s"
+        if [ $best -eq 0 ] || [ "$ms" -lt $best ]; then best=$ms best_ticks=$c0; fi
     done
     ch "DROP TABLE IF EXISTS $scratch" >/dev/null
-    echo "$best"
+    echo "$best $best_ticks"
 }
-best_ms=$(raw_insert analytics.bench_raw_events analytics.events "$WORK/rows.tsv")
-audit_ms=$(raw_insert analytics_audit.bench_raw_events analytics_audit.events "$WORK/audit.tsv")
+raw_hot=$(raw_insert analytics.bench_raw_events analytics.events "$WORK/rows.tsv")
+raw_audit=$(raw_insert analytics_audit.bench_raw_events analytics_audit.events "$WORK/audit.tsv")
+read -r best_ms hot_ticks <<<"$raw_hot"
+read -r audit_ms audit_ticks <<<"$raw_audit"
 raw_per_s=$((N * 1000 / (best_ms > 0 ? best_ms : 1)))
 both_ms=$((best_ms + audit_ms))
 raw_both_per_s=$((N * 1000 / (both_ms > 0 ? both_ms : 1)))
+
+# ---- 5. the transport alone -------------------------------------------------------
+# The same events (made beforehand, published the same way, on subjects of
+# their own) into a stream of their own, taken by bench/jsdrain: a durable
+# pull consumer with ingest's settings that acks each message at once and
+# does nothing else. No parsing, no rows, no ClickHouse: how fast JetStream
+# alone stores, delivers and takes the acks on this machine, the ceiling of
+# any consumer (BENCH_TRANSPORT=0 skips it).
+transport_line=""
+JSDRAIN="$BUILD_DIR/bench/jsdrain"
+if [ "${BENCH_TRANSPORT:-1}" = 1 ] && [ -x "$JSDRAIN" ]; then
+    say "transport alone: $N events published to a stream of their own, acked at once by bench/jsdrain"
+    : >"$WORK/jsdrain.log"
+    : >"$WORK/transport-publish.log"
+    "$JSDRAIN" BENCH_TRANSPORT 'benchtransport.>' "$N" >"$WORK/jsdrain.log" 2>&1 &
+    DPID=$!
+    for ((i = 0; ; i++)); do
+        grep -q '^jsdrain: ready' "$WORK/jsdrain.log" && break
+        if ! kill -0 "$DPID" 2>/dev/null || [ $i -ge 3000 ]; then
+            say "jsdrain did not get ready:"; cat "$WORK/jsdrain.log" >&2; exit 1
+        fi
+        sleep 0.01
+    done
+    tr_args=("${pub_args[@]}" --prefix benchtransport)
+    "$EVENTGEN" "${tr_args[@]}" 2>"$WORK/transport-publish.log" &
+    GPID=$!
+    if [ "$PREGENERATE" = 1 ]; then
+        until grep -q '^eventgen: generated=' "$WORK/transport-publish.log"; do
+            kill -0 "$GPID" 2>/dev/null || { say "eventgen failed:"; cat "$WORK/transport-publish.log" >&2; exit 1; }
+            sleep 0.01
+        done
+    fi
+    d0_nats=$(ticks_or_0 "$NATS_PID")
+    td0=$(now_ns)
+    [ "$PREGENERATE" = 1 ] && kill -USR1 "$GPID"
+    drc=0
+    wait "$DPID" || drc=$?
+    DPID=""
+    td1=$(now_ns)
+    d_nats_tr=$(($(ticks_or_0 "$NATS_PID") - d0_nats))
+    wait "$GPID" || { say "eventgen failed:"; cat "$WORK/transport-publish.log" >&2; exit 1; }
+    GPID=""
+    [ $drc -eq 0 ] || { say "jsdrain failed ($drc):"; cat "$WORK/jsdrain.log" >&2; exit 1; }
+    tr_ms=$(((td1 - td0) / 1000000))
+    tr_per_s=$((N * 1000 / (tr_ms > 0 ? tr_ms : 1)))
+    tr_drain_cpu=$(sed -n 's/^jsdrain: drained=.* cpu_s=\([0-9.]*\).*/\1/p' "$WORK/jsdrain.log")
+    tr_gen_cpu=$(sed -n 's/^eventgen: published=.* cpu_s=\([0-9.]*\).*/\1/p' "$WORK/transport-publish.log")
+    transport_line="$tr_per_s events/s  ($N events published and acked by a consumer doing nothing else, $tr_ms ms after the first publish; ingest reaches $(awk -v a="$events_per_s" -v b="$tr_per_s" 'BEGIN {printf "%.2f", b ? a / b : 0}') of it)
+                   CPU seconds: nats-server $(secs $d_nats_tr), jsdrain ${tr_drain_cpu:-?}, eventgen ${tr_gen_cpu:-?}"
+fi
 
 # ---- summary ---------------------------------------------------------------------
 ratio=$(awk -v a="$events_per_s" -v b="$raw_per_s" 'BEGIN {printf "%.2f", b ? a / b : 0}')
@@ -317,8 +380,9 @@ ingest bench: $N events, seed $SEED, ${PUBLISHER} publisher, Nats-Msg-Id $([ "$M
   ingest           peak RSS $peak_rss_mb MB, CPU $cpu_s s (of which $cpu_run_s s during the run), exit status $st after SIGTERM
 ${backlog_line:+  backlog drain    $backlog_line
 }  raw insert       $raw_per_s rows/s  (clickhouse-client, TabSeparated, ${rows_mb} MB, best of $RAW_REPEAT into a copy of analytics.events)
-  raw, both tiers  $raw_both_per_s events/s  (the hot rows, then the audit rows, ${audit_mb} MB, into copies: $best_ms + $audit_ms ms; ingest reaches $(awk -v a="$events_per_s" -v b="$raw_both_per_s" 'BEGIN {printf "%.2f", b ? a / b : 0}') of it)
-  goals            >= 100000 events/s: $(verdict "$events_per_s >= 100000"); ratio >= 0.5: $(verdict "$ratio >= 0.5"); RSS < 150 MB: $(verdict "$peak_rss_mb < 150")
+  raw, both tiers  $raw_both_per_s events/s  (the hot rows, then the audit rows, ${audit_mb} MB, into copies: $best_ms + $audit_ms ms, ClickHouse CPU $(secs $((hot_ticks + audit_ticks))) s; ingest reaches $(awk -v a="$events_per_s" -v b="$raw_both_per_s" 'BEGIN {printf "%.2f", b ? a / b : 0}') of it)
+${transport_line:+  transport alone  $transport_line
+}  goals            >= 100000 events/s: $(verdict "$events_per_s >= 100000"); ratio >= 0.5: $(verdict "$ratio >= 0.5"); RSS < 150 MB: $(verdict "$peak_rss_mb < 150")
 EOF
 if [ -s "$WORK/metrics.txt" ]; then
     echo "  ingest /metrics at the end (events, rows, batches):"
