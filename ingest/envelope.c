@@ -46,10 +46,11 @@ struct ingest_parser {
 
     char *scratch; /* decoded strings; reserved up front so pointers stay put */
     size_t scratch_len, scratch_cap;
-    an_buf out;  /* properties JSON */
-    an_buf flat; /* leaf paths and values that are not views */
-    an_buf path; /* dotted path of the value being read */
-    an_buf tmp;  /* masking */
+    an_buf out;              /* properties JSON */
+    an_buf flat;             /* leaf paths and values that are not views */
+    an_buf path;             /* dotted path of the value being read */
+    an_buf tmp;              /* masking */
+    an_buf masked_fields[2]; /* correlationId, actor.type when they held PII-looking parts */
     leaf *leaves;
     size_t nleaves, leaves_cap;
     const char **kptr, **vptr;
@@ -80,6 +81,8 @@ void ingest_parser_free(ingest_parser *p)
     an_buf_free(&p->flat);
     an_buf_free(&p->path);
     an_buf_free(&p->tmp);
+    an_buf_free(&p->masked_fields[0]);
+    an_buf_free(&p->masked_fields[1]);
     free(p->leaves);
     free(p->kptr);
     free(p->vptr);
@@ -768,7 +771,10 @@ static bool id_field(ingest_parser *p, const char *name, bool null_ok, const cha
 
 /* A field that is null or a string of at most max bytes without control
  * characters. */
-static bool text_field(ingest_parser *p, const char *name, size_t max, const char **v, size_t *n)
+/* A free-text field of the envelope, stored in the hot tier: masked like a
+ * string of data (into masked, which must stay put until the row is built). */
+static bool text_field(ingest_parser *p, const char *name, size_t max, an_buf *masked,
+                       const char **v, size_t *n)
 {
     ws(p);
     *v = "";
@@ -785,6 +791,13 @@ static bool text_field(ingest_parser *p, const char *name, size_t max, const cha
     if (*n > max || !no_controls(*v, *n))
         return fail(p, INGEST_REASON_INVALID_FIELD,
                     "%s must be at most %zu bytes without control characters", name, max);
+    an_buf_reset(masked);
+    size_t m = ingest_pii_mask(*v, *n, masked); /* writes only when it masks */
+    if (m) {
+        p->masked += m;
+        *v = masked->data;
+        *n = masked->len;
+    }
     return true;
 }
 
@@ -819,7 +832,8 @@ static bool actor(ingest_parser *p, ingest_event *ev)
             if (seen_type)
                 return fail(p, INGEST_REASON_INVALID_FIELD, "actor.type appears twice");
             seen_type = true;
-            if (!text_field(p, "actor.type", 64, &ev->actor_type, &ev->actor_type_len))
+            if (!text_field(p, "actor.type", 64, &p->masked_fields[1], &ev->actor_type,
+                            &ev->actor_type_len))
                 return false;
         } else if (kn == 2 && memcmp(k, "id", 2) == 0) {
             if (seen_id)
@@ -916,7 +930,8 @@ static bool member(ingest_parser *p, const char *k, size_t kn, fields *f, ingest
         }
         return string(p, &f->occurred, &f->occurred_len);
     case F_CORR:
-        return text_field(p, "correlationId", 256, &ev->correlation_id, &ev->correlation_id_len);
+        return text_field(p, "correlationId", 256, &p->masked_fields[0], &ev->correlation_id,
+                          &ev->correlation_id_len);
     case F_ACTOR:
         return actor(p, ev);
     default:

@@ -75,7 +75,9 @@ typedef struct ingest_limits {
 #define INGEST_ACTOR_MAX 256
 
 /* A valid event. Every pointer is into the raw message or the parser's
- * scratch, valid until the next ingest_envelope_parse on the same parser. */
+ * buffers, valid until the next ingest_envelope_parse on the same parser.
+ * correlation_id and actor_type are free text stored in the hot tier: their
+ * PII-looking parts are masked like the strings of data (counted in masked). */
 typedef struct ingest_event {
     const char *id, *type, *tenant, *correlation_id, *actor_type;
     size_t id_len, type_len, tenant_len, correlation_id_len, actor_type_len;

@@ -240,13 +240,17 @@ static bool find_email(const char *s, size_t len, size_t at, size_t floor, size_
     return true;
 }
 
-/* Can a number-like token start at i (nothing word-like glued before it)? */
+/* Can a number-like token start at i (nothing word-like glued before it)?
+ * After a label and a colon it can: "ip:10.0.0.1", "tel:+15551234567"; the
+ * colon of a time or an address ("10:30", "fe80::1") follows a digit. */
 static bool token_start(const char *s, size_t i)
 {
     if (i == 0)
         return true;
     unsigned char p = (unsigned char)s[i - 1];
-    return !word_char(p) && p != '.' && p != '-' && p != ':' && p != '+';
+    if (p == ':')
+        return i >= 2 && (cls[(unsigned char)s[i - 2]] & C_ALPHA);
+    return !word_char(p) && p != '.' && p != '-' && p != '+';
 }
 
 static bool ipv4_at(const char *s, size_t len, size_t i, size_t *end)
@@ -283,16 +287,25 @@ static bool ipv6_at(const char *s, size_t len, size_t i, size_t *end)
     }
     while (j > i && s[j - 1] == '.')
         j--;
-    if (colons < 2 || j - i > 45 || (j < len && word_char((unsigned char)s[j])))
+    if (colons < 2 || j - i > 46 || (j < len && word_char((unsigned char)s[j])))
         return false;
-    char tmp[46];
-    memcpy(tmp, s + i, j - i);
-    tmp[j - i] = '\0';
+    char tmp[47];
     struct in6_addr a;
-    if (inet_pton(AF_INET6, tmp, &a) != 1)
-        return false;
-    *end = j;
-    return true;
+    /* "from 2001:db8::1: reset": the address ends before a single colon */
+    for (int try = 0; try < 2; try++) {
+        if (try == 1 && !(s[j - 1] == ':' && j - i >= 2 && s[j - 2] != ':'))
+            return false;
+        j -= try;
+        if (j - i > 45)
+            continue;
+        memcpy(tmp, s + i, j - i);
+        tmp[j - i] = '\0';
+        if (inet_pton(AF_INET6, tmp, &a) == 1) {
+            *end = j;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* dddd-dd-dd (or with '.' or '/'): the start of a date, never a phone. */
@@ -313,7 +326,8 @@ static bool phone_at(const char *s, size_t len, size_t i, size_t *end)
     bool plus = s[j] == '+';
     if (plus)
         j++;
-    size_t digits = 0, groups = 0, cur = 0, maxgroup = 0, lastgroup = 0, seps = 0;
+    size_t digits = 0, groups = 0, cur = 0, maxgroup = 0, mingroup = SIZE_MAX, lastgroup = 0,
+           seps = 0;
     size_t last_digit = 0;
     while (j < len) {
         char c = s[j];
@@ -326,6 +340,7 @@ static bool phone_at(const char *s, size_t len, size_t i, size_t *end)
             if (cur) {
                 groups++;
                 maxgroup = cur > maxgroup ? cur : maxgroup;
+                mingroup = cur < mingroup ? cur : mingroup;
                 cur = 0;
             }
             seps++;
@@ -339,16 +354,20 @@ static bool phone_at(const char *s, size_t len, size_t i, size_t *end)
     if (cur) {
         groups++;
         maxgroup = cur > maxgroup ? cur : maxgroup;
+        mingroup = cur < mingroup ? cur : mingroup;
         lastgroup = cur;
     }
     if (!last_digit || (last_digit < len && word_char((unsigned char)s[last_digit])))
         return false;
+    /* a national number with its trunk 0 in pairs: "06 12 34 56 78" */
+    bool zero_pairs = (s[i] == '0' || (s[i] == '(' && i + 1 < len && s[i + 1] == '0')) &&
+                      groups >= 4 && mingroup >= 2;
     bool yes;
     if (plus)
         yes = digits >= 7;
     else
-        yes = digits >= 10 && seps > 0 && groups <= 5 && maxgroup <= 4 && lastgroup >= 4 &&
-              !date_at(s, len, i);
+        yes = digits >= 10 && seps > 0 && groups <= 5 && maxgroup <= 4 &&
+              (lastgroup >= 4 || zero_pairs) && !date_at(s, len, i);
     if (yes)
         *end = last_digit;
     return yes;

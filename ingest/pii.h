@@ -16,7 +16,11 @@
  *   - IPv4 dotted quads (each part 0..255); IPv6 addresses     -> "[ip]"
  *   - phone numbers: '+' and 7..15 digits with separators, or
  *     10..15 digits in groups of at most 4 separated by ' ', '-',
- *     '.', '(' or ')' (not a date such as 2026-01-02 10)       -> "[phone]"
+ *     '.', '(' or ')', the last of 4 digits ("555-123-4567") or,
+ *     after a trunk 0, 4 or 5 groups of 2 to 4 ("06 12 34 56 78");
+ *     not a date such as 2026-01-02 10                         -> "[phone]"
+ * A match starts where nothing word-like is glued before it, or after a
+ * label and a colon ("ip:10.0.0.1", "tel:+15551234567").
  * Known limits: a bare run of digits ("5551234567") is not taken for a phone
  * number (it is as likely an id or a timestamp); a four-part version number
  * ("1.2.3.4") is taken for an IP address. Keys are masked the same way.
@@ -39,13 +43,18 @@ typedef enum ingest_pii_action {
     INGEST_PII_HASH,     /* replace the value by its HMAC-SHA-256 (hex) */
 } ingest_pii_action;
 
-/* The default list of ANALYTICS_INGEST_PII_KEYS. */
+/* The default list of ANALYTICS_INGEST_PII_KEYS: contact details, person
+ * names (also as the end of a longer key: "studentFirstName"), addresses,
+ * IPs, birth dates, national ids, passports, secrets, payment cards. */
 #define INGEST_PII_DEFAULT_KEYS                                                                    \
-    "*email,*emailaddress,mail,*phone,*phonenumber,mobile,tel,telephone,fax,name,firstname,"       \
-    "lastname,fullname,givenname,familyname,surname,middlename,displayname,username,nickname,"     \
-    "*address,street,postcode,postalcode,zip,zipcode,ip,ipv4,ipv6,clientip,remoteip,userip,"       \
-    "sourceip,ssn,socialsecuritynumber,nationalid,passport,dob,dateofbirth,birthdate,birthday,"    \
-    "password,iban,creditcard,cardnumber"
+    "*email,*emailaddress,mail,*phone,*phonenumber,mobile,tel,telephone,fax,name,*firstname,"      \
+    "*lastname,*fullname,*givenname,*familyname,*surname,*middlename,*displayname,*username,"      \
+    "*nickname,customername,studentname,learnername,teachername,instructorname,contactname,"       \
+    "recipientname,sendername,parentname,guardianname,authorname,ownername,cardholder,"            \
+    "*cardholdername,holdername,*address,street,postcode,postalcode,zip,zipcode,ip,ipv4,ipv6,"     \
+    "clientip,remoteip,userip,sourceip,ssn,socialsecuritynumber,nationalid,*passport,"             \
+    "*passportnumber,*passportno,taxid,dob,*dateofbirth,*birthdate,birthday,*password,*passwd,"    \
+    "*iban,*creditcard,*cardnumber,*creditcardnumber,cvv,cvc"
 
 typedef struct ingest_pii_rules ingest_pii_rules;
 

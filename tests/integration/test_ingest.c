@@ -642,7 +642,10 @@ START_TEST(test_no_pii_key_or_pii_looking_value_reaches_the_hot_tier)
                          "12 Baker Street",
                          "u-secret-actor-77",
                          "bob@corp.example.org",
-                         "s3cr3t-code"};
+                         "s3cr3t-code",
+                         "carol@example.net",
+                         "10.9.8.7",
+                         "+15551234567"};
     char *ev = event_json(
         "p-1", "user.updated", "", "u-secret-actor-77",
         "{\"email\":\"ann.lee@example.com\",\"profile\":{\"firstName\":\"Ann\","
@@ -653,11 +656,22 @@ START_TEST(test_no_pii_key_or_pii_looking_value_reaches_the_hot_tier)
         "\"bob@corp.example.org\"],\"bob@corp.example.org\":1,\"recoveryCode\":\"s3cr3t-code\","
         "\"courseId\":\"c-1\"}");
     publish("users.user.updated", ev);
+    /* the envelope's own free text is stored in the hot tier too */
+    char when[AN_TIME_ISO_LEN], *ev2;
+    iso_ago(60000, when);
+    ck_assert(asprintf(&ev2,
+                       "{\"id\":\"p-2\",\"type\":\"user.updated\",\"tenantId\":\"%s\","
+                       "\"occurredAt\":\"%s\",\"correlationId\":\"req by carol@example.net from "
+                       "10.9.8.7\",\"actor\":{\"type\":\"svc tel:+15551234567\",\"id\":\"u-2\"},"
+                       "\"data\":{\"k\":1}}",
+                       tenant, when) > 0);
+    publish("users.user.updated", ev2);
+    free(ev2);
     char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id = '%s'", tenant);
-    ck_assert_int_eq(wait_count(q, 1, 20000), 1);
+    ck_assert_int_eq(wait_count(q, 2, 20000), 2);
     free(q);
 
-    /* every column of the stored hot row, as text */
+    /* every column of the stored hot rows, as text */
     q = sqlf("SELECT * FROM analytics.events WHERE tenant_id = '%s' FORMAT TabSeparated", tenant);
     char *hot = th_ch(q);
     free(q);
@@ -669,6 +683,8 @@ START_TEST(test_no_pii_key_or_pii_looking_value_reaches_the_hot_tier)
     ck_assert_msg(strstr(hot, "call [phone] or [phone]") != NULL, "%s", hot);
     ck_assert_msg(strstr(hot, "from [ip] and [ip]") != NULL, "%s", hot);
     ck_assert_msg(strstr(hot, "\"[email]\"") != NULL, "%s", hot);
+    ck_assert_msg(strstr(hot, "req by [email] from [ip]") && strstr(hot, "svc tel:[phone]"), "%s",
+                  hot);
     /* recoveryCode is configured to be hashed: present, as the HMAC */
     char *code_hash = hmac_hex(HMAC_KEY, "s3cr3t-code");
     ck_assert_msg(strstr(hot, code_hash) != NULL, "recoveryCode not hashed: %s", hot);

@@ -29,14 +29,35 @@ START_TEST(test_pii_keys_match_normalised_at_any_spelling)
     ingest_pii_rules *r;
     ck_assert_int_eq(ingest_pii_rules_new(INGEST_PII_DEFAULT_KEYS, INGEST_PII_REMOVE, &r, NULL),
                      AN_OK);
-    const char *pii[] = {"email",     "Email",    "userEmail",   "billing_email", "first_name",
-                         "firstName", "LastName", "phone",       "mobilePhone",   "ip",
-                         "ipAddress", "address",  "homeAddress", "dateOfBirth",   "name"};
+    const char *pii[] = {"email",
+                         "Email",
+                         "userEmail",
+                         "billing_email",
+                         "first_name",
+                         "firstName",
+                         "LastName",
+                         "phone",
+                         "mobilePhone",
+                         "ip",
+                         "ipAddress",
+                         "address",
+                         "homeAddress",
+                         "dateOfBirth",
+                         "name",
+                         "customerName",
+                         "studentFirstName",
+                         "billing_last_name",
+                         "passport_number",
+                         "credit_card_number",
+                         "new_password",
+                         "cardholder_name",
+                         "cvv"};
     for (size_t i = 0; i < sizeof(pii) / sizeof(pii[0]); i++)
         ck_assert_msg(ingest_pii_key_action(r, pii[i], strlen(pii[i])) == INGEST_PII_REMOVE,
                       "%s should be a PII key", pii[i]);
-    const char *fine[] = {"courseId", "courseName", "membership", "zipper", "score",
-                          "names",    "ipsum",      "title",      "type",   "id"};
+    const char *fine[] = {"courseId", "courseName", "membership", "zipper",       "score",
+                          "names",    "ipsum",      "title",      "type",         "id",
+                          "fileName", "eventName",  "lessonName", "passwordReset"};
     for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
         ck_assert_msg(ingest_pii_key_action(r, fine[i], strlen(fine[i])) == INGEST_PII_KEEP,
                       "%s should not be a PII key", fine[i]);
@@ -83,6 +104,11 @@ START_TEST(test_mask_replaces_ip_addresses)
     ck_mask("256.1.1.1", "256.1.1.1");
     ck_mask("12:30:45", "12:30:45");
     ck_mask("1.2.3", "1.2.3");
+    /* after a label and a colon; an address that ends a clause */
+    ck_mask("ip:10.0.0.1", "ip:[ip]");
+    ck_mask("from 2001:db8::1: reset", "from [ip]: reset");
+    ck_mask("peer=fe80::1:", "peer=[ip]:");
+    ck_mask("at:10:30:45", "at:10:30:45");
 }
 
 START_TEST(test_mask_replaces_phone_numbers_but_not_dates_or_ids)
@@ -92,6 +118,11 @@ START_TEST(test_mask_replaces_phone_numbers_but_not_dates_or_ids)
     ck_mask("(555) 123-4567", "[phone]");
     ck_mask("555.123.4567", "[phone]");
     ck_mask("tel: 020 7946 0958", "tel: [phone]");
+    ck_mask("tel:+15551234567", "tel:[phone]");
+    ck_mask("Phone:555-123-4567", "Phone:[phone]");
+    ck_mask("06 12 34 56 78", "[phone]");
+    ck_mask("(01) 23 45 67 89", "[phone]");
+    ck_mask("call 06.12.34.56.78 today", "call [phone] today");
     /* not phones */
     ck_mask("2026-11-27 10:00:00", "2026-11-27 10:00:00");
     ck_mask("2026-11-27T23:41:56Z", "2026-11-27T23:41:56Z");
@@ -101,6 +132,8 @@ START_TEST(test_mask_replaces_phone_numbers_but_not_dates_or_ids)
     ck_mask("score 98.5", "score 98.5");
     ck_mask("+12", "+12");
     ck_mask("01J9ZQ3V5X8KD2M4N6P8R0T2W4", "01J9ZQ3V5X8KD2M4N6P8R0T2W4");
+    ck_mask("10 20 30 40 50", "10 20 30 40 50");
+    ck_mask("version:1.2.3", "version:1.2.3");
 }
 
 START_TEST(test_mask_leaves_plain_text_alone)
