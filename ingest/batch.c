@@ -210,9 +210,12 @@ an_status ingest_batch_add_event(ingest_batch *b, const ingest_msg_info *m, cons
         g->key_off = (uint32_t)b->arena.len;
         g->tenant_len = (uint16_t)ev->tenant_len;
         g->id_len = (uint16_t)ev->id_len;
+        g->name_len = (uint16_t)ev->type_len;
         an_buf_add(&b->arena, ev->tenant, ev->tenant_len);
         an_buf_addc(&b->arena, '\0');
         an_buf_add(&b->arena, ev->id, ev->id_len);
+        an_buf_addc(&b->arena, '\0');
+        an_buf_add(&b->arena, ev->type, ev->type_len);
         an_buf_addc(&b->arena, '\0');
     }
 

@@ -49,10 +49,11 @@ typedef struct ingest_msg {
     uint64_t stream_seq;
     int64_t occurred_s;   /* events: occurred_at, for the primary-key range of look-ups */
     uint32_t reply_off;   /* ack subject in the arena, NUL-terminated */
-    uint32_t key_off;     /* events: tenant, NUL, id, NUL; dead letters: subject, NUL,
-                             SHA-256 of the raw bytes in hex, NUL */
+    uint32_t key_off;     /* events: tenant, NUL, id, NUL, type, NUL; dead letters: subject,
+                             NUL, SHA-256 of the raw bytes in hex, NUL */
     uint16_t tenant_len;  /* events */
     uint16_t id_len;      /* events */
+    uint16_t name_len;    /* events: the type (event_name) */
     uint16_t subject_len; /* dead letters */
     bool dead;            /* a dead letter (one row in INGEST_TIER_DEAD), else an event
                              (one row in HOT and one in AUDIT) */
@@ -146,6 +147,10 @@ static inline const char *ingest_msg_tenant(const ingest_batch *b, const ingest_
 static inline const char *ingest_msg_id(const ingest_batch *b, const ingest_msg *m)
 {
     return b->arena.data + m->key_off + m->tenant_len + 1;
+}
+static inline const char *ingest_msg_name(const ingest_batch *b, const ingest_msg *m)
+{
+    return b->arena.data + m->key_off + m->tenant_len + 1 + m->id_len + 1;
 }
 static inline const char *ingest_msg_subject(const ingest_batch *b, const ingest_msg *m)
 {

@@ -105,7 +105,22 @@ static bool stream_differs(const jsStreamConfig *want, const jsStreamConfig *hav
 {
     return !same_subjects(want, have) || want->MaxAge != have->MaxAge ||
            want->MaxBytes != have->MaxBytes || want->MaxMsgs != have->MaxMsgs ||
-           want->Duplicates != have->Duplicates || want->Discard != have->Discard;
+           want->Duplicates != have->Duplicates || want->Discard != have->Discard ||
+           want->Replicas != (have->Replicas > 0 ? have->Replicas : 1);
+}
+
+/* A single nats-server takes any replica count into the stream's
+ * configuration and keeps one copy: count the copies it reports (the
+ * leader and its peers) and say when they are fewer. */
+static void check_replicas(const ingest_consumer *c, const jsStreamInfo *si, int64_t want)
+{
+    if (!si || want <= 1)
+        return;
+    int64_t have = 1 + (si->Cluster ? si->Cluster->ReplicasLen : 0);
+    if (have < want)
+        an_warn("JetStream stream %s has %lld replica(s), not the %lld of "
+                "ANALYTICS_INGEST_STREAM_REPLICAS (more than 1 needs clustered JetStream)",
+                c->stream, (long long)have, (long long)want);
 }
 
 static an_status ensure_stream(ingest_consumer *c, an_error *err)
@@ -119,6 +134,8 @@ static an_status ensure_stream(ingest_consumer *c, an_error *err)
         if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
             jsErrCode aerr = 0;
             s = js_AddStream(&si, c->js, &want, NULL, &aerr);
+            if (s == NATS_OK)
+                check_replicas(c, si, want.Replicas);
             jsStreamInfo_Destroy(si);
             if (s == NATS_OK) {
                 an_info("created JetStream stream %s capturing %s", c->stream, c->subjects_text);
@@ -131,11 +148,24 @@ static an_status ensure_stream(ingest_consumer *c, an_error *err)
         if (s != NATS_OK)
             return an_events_nats_error(err, s, jerr, "reading the firehose stream");
         bool differs = stream_differs(&want, si->Config);
+        if (!differs)
+            check_replicas(c, si, want.Replicas);
+        /* what JetStream cannot change on an existing stream */
+        if (si->Config->Storage != want.Storage || si->Config->Retention != want.Retention)
+            an_warn("JetStream stream %s was made with %s storage and %s retention; ingest "
+                    "expects file storage and limits retention (not changed: delete the stream "
+                    "to have ingest create it)",
+                    c->stream, si->Config->Storage == js_FileStorage ? "file" : "memory",
+                    si->Config->Retention == js_LimitsPolicy     ? "limits"
+                    : si->Config->Retention == js_InterestPolicy ? "interest"
+                                                                 : "work-queue");
         jsStreamInfo_Destroy(si);
         if (!differs)
             return AN_OK;
         jsStreamInfo *updated = NULL;
         s = js_UpdateStream(&updated, c->js, &want, NULL, &jerr);
+        if (s == NATS_OK)
+            check_replicas(c, updated, want.Replicas);
         jsStreamInfo_Destroy(updated);
         if (s != NATS_OK)
             return an_events_nats_error(err, s, jerr, "updating the firehose stream");

@@ -1008,6 +1008,12 @@ static bool envelope(ingest_parser *p, int64_t now_ms, ingest_event *ev)
     if (an_time_parse_n(f.occurred, f.occurred_len, &ms, &err) != AN_OK)
         return fail(p, INGEST_REASON_BAD_TIMESTAMP, "occurredAt \"%.*s\": %s",
                     (int)(f.occurred_len > 64 ? 64 : f.occurred_len), f.occurred, err.message);
+    /* the parser takes a date alone (midnight UTC); an event has a time */
+    if (!memchr(f.occurred, 'T', f.occurred_len) && !memchr(f.occurred, 't', f.occurred_len) &&
+        !memchr(f.occurred, ' ', f.occurred_len))
+        return fail(p, INGEST_REASON_BAD_TIMESTAMP,
+                    "occurredAt \"%.*s\" is a date alone: RFC 3339 needs the time and its offset",
+                    (int)f.occurred_len, f.occurred);
     if (ms < 0 || ms / 1000 > DATETIME_MAX_S)
         return fail(p, INGEST_REASON_BAD_TIMESTAMP,
                     "occurredAt %.*s is outside 1970-01-01 .. 2106-02-07", (int)f.occurred_len,

@@ -23,8 +23,9 @@ an_status ingest_metrics_init(ingest_metrics *m, an_prom_registry *r, an_error *
     C(messages_redelivered, "analytics_ingest_messages_total", msgs_help,
       AN_PROM_LABELS("delivery", "redelivery"));
     C(lookups, "analytics_ingest_lookups_total",
-      "Messages looked up in ClickHouse before they are inserted: redelivered, or delivered "
-      "first after a consumer or nats-server lost track of what it sent.",
+      "Messages that came needing a look-up in ClickHouse before their insert: redelivered, or "
+      "delivered first after a consumer or nats-server lost track of what it sent (a batch "
+      "whose write attempt failed looks up all its rows again, not counted here).",
       NULL);
     C(events, "analytics_ingest_events_total", "Valid events taken in.", NULL);
     for (int i = 0; i < INGEST_REASON_COUNT; i++) {

@@ -2,9 +2,11 @@
  * metrics.h - ingest's series in the service's Prometheus registry (/metrics).
  *
  *   analytics_ingest_messages_total{delivery="first|redelivery"}  messages fetched
- *   analytics_ingest_lookups_total                     messages looked up in ClickHouse
+ *   analytics_ingest_lookups_total                     messages that came needing a look-up
  *                                                      before insert (redelivered, maybe
- *                                                      stored: see consumer.h)
+ *                                                      stored: see consumer.h); not the
+ *                                                      rows looked up again after a failed
+ *                                                      write attempt
  *   analytics_ingest_events_total                      valid events taken in
  *   analytics_ingest_rejects_total{reason}             messages dead-lettered, by reason
  *   analytics_ingest_rows_written_total{tier}          rows inserted (hot, audit, dead_letter)

@@ -231,6 +231,21 @@ static void lookup_index(lookup *l)
     }
 }
 
+/* Does the stored event row (tenant, id, event_name, occurred_at seconds)
+ * have m's identity? Its key is the table's sorting key: two events of one
+ * tenant may share an id (a producer's aggregate id) and differ in type or
+ * time, and neither is the other. */
+static bool same_event(const ingest_batch *b, const ingest_msg *m, const an_ch_row *row)
+{
+    if (row->ncols < 4 || !row->fields[2] || !row->fields[3])
+        return false;
+    char sec[24];
+    int n = snprintf(sec, sizeof(sec), "%lld", (long long)m->occurred_s);
+    return row->lens[2] == m->name_len &&
+           memcmp(row->fields[2], ingest_msg_name(b, m), m->name_len) == 0 &&
+           row->lens[3] == (size_t)n && memcmp(row->fields[3], sec, (size_t)n) == 0;
+}
+
 /* A stored (key1, key2) came back: mark every message of the chunk with it. */
 static an_status on_stored(void *ud, const an_ch_row *row, an_error *err)
 {
@@ -246,9 +261,10 @@ static an_status on_stored(void *ud, const an_ch_row *row, an_error *err)
         const char *k1, *k2;
         size_t n1, n2;
         char seq[KEY_BUF];
-        msg_key(l->b, &l->b->msgs[l->idx[i]], &k1, &n1, &k2, &n2, seq);
+        const ingest_msg *m = &l->b->msgs[l->idx[i]];
+        msg_key(l->b, m, &k1, &n1, &k2, &n2, seq);
         if (n1 == rn1 && n2 == rn2 && memcmp(k1, r1, n1) == 0 && memcmp(k2, r2, n2) == 0 &&
-            !l->present[l->idx[i]]) {
+            (m->dead || same_event(l->b, m, row)) && !l->present[l->idx[i]]) {
             l->present[l->idx[i]] = 1;
             l->found++;
         }
@@ -277,9 +293,12 @@ static void chunk_sql(an_buf *sql, ingest_tier t, const lookup *l)
         return;
     }
     /* (tenant_id, event_id) by the primary key: the tenant prefix and the
-     * occurred_at range narrow the granules, the partition key prunes. */
+     * occurred_at range narrow the granules, the partition key prunes; the
+     * type and the second complete the identity (same_event) */
     int64_t lo = INT64_MAX, hi = INT64_MIN;
-    an_buf_addf(sql, "SELECT tenant_id, event_id FROM %s WHERE tenant_id IN (",
+    an_buf_addf(sql,
+                "SELECT tenant_id, event_id, event_name, toUInt32(occurred_at) FROM %s "
+                "WHERE tenant_id IN (",
                 ingest_tier_table(t));
     size_t first = sql->len;
     for (size_t i = 0; i < l->n; i++) {

@@ -975,6 +975,22 @@ START_TEST(test_two_replicas_split_the_stream_without_overlap)
 }
 END_TEST
 
+/* A replica count changed in the configuration is applied to the existing
+ * stream; a single nats-server keeps 1 replica, and ingest says so instead
+ * of leaving the operator to believe the stream is replicated. */
+START_TEST(test_stream_replicas_are_applied_or_the_shortfall_is_logged)
+{
+    proc *p = start_ingest(NULL);
+    ck_assert(!log_has(p, "replica(s), not the"));
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+    proc *p2 = start_ingest((const char *const[]){"ANALYTICS_INGEST_STREAM_REPLICAS=3", NULL});
+    ck_assert(log_has(p2, "updated JetStream stream"));
+    ck_assert_msg(log_has(p2, "has 1 replica(s), not the 3 of ANALYTICS_INGEST_STREAM_REPLICAS"),
+                  "no warning in %s", p2->log);
+    ck_assert_int_eq(stop_ingest(p2, 30000), 0);
+}
+END_TEST
+
 START_TEST(test_bad_configuration_stops_ingest_with_a_clear_message)
 {
     char log[512];
@@ -1325,6 +1341,52 @@ START_TEST(test_consumer_created_again_on_a_full_stream_counts_every_event_once)
 }
 END_TEST
 
+/* Two events of one tenant share an id but not their type (a producer's
+ * aggregate id, order.created then order.cancelled). The second comes after
+ * its consumer was created again on the full stream, so it is looked up:
+ * the first's row must not be taken for it. */
+START_TEST(test_a_look_up_tells_apart_events_that_share_an_id)
+{
+    proc *p = start_ingest(NULL);
+    /* a minute apart: the audit tier's key has no type, so equal seconds would collapse */
+    char t1[AN_TIME_ISO_LEN], t2[AN_TIME_ISO_LEN], *created, *cancelled;
+    iso_ago(120000, t1);
+    iso_ago(60000, t2);
+    ck_assert(asprintf(&created,
+                       "{\"id\":\"order-7\",\"type\":\"order.created\",\"tenantId\":\"%s\","
+                       "\"occurredAt\":\"%s\",\"data\":{\"total\":30}}",
+                       tenant, t1) > 0);
+    ck_assert(asprintf(&cancelled,
+                       "{\"id\":\"order-7\",\"type\":\"order.cancelled\",\"tenantId\":\"%s\","
+                       "\"occurredAt\":\"%s\",\"data\":{\"reason\":\"late\"}}",
+                       tenant, t2) > 0);
+    publish("shop.order.created", created);
+    char *q = sqlf("SELECT count() FROM analytics.events WHERE tenant_id = '%s'", tenant);
+    ck_assert_int_eq(wait_count(q, 1, 20000), 1);
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+
+    publish("shop.order.cancelled", cancelled);
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(js_DeleteConsumer(js, stream, consumer, NULL, &jerr), NATS_OK);
+    proc *p2 = start_ingest(NULL);
+    wait_consumer_settled("the stream was not delivered again");
+    ck_assert_double_eq(metric(p2, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"), 1);
+    ck_assert_int_eq(wait_count(q, 2, 5000), 2);
+    ck_assert_int_eq(count_q("SELECT count() FROM analytics.events WHERE tenant_id = '%s' AND "
+                             "event_id = 'order-7' AND event_name = 'order.cancelled'",
+                             tenant),
+                     1);
+    ck_assert_int_eq(count_q("SELECT count() FROM analytics_audit.events WHERE tenant_id = '%s' "
+                             "AND event_id = 'order-7'",
+                             tenant),
+                     2);
+    ck_assert_int_eq(stop_ingest(p2, 30000), 0);
+    free(q);
+    free(created);
+    free(cancelled);
+}
+END_TEST
+
 /* The durable consumer is deleted under a running replica, and another
  * replica creates it again with its mark: the new consumer delivers the
  * stored events to both as first deliveries. The running one looks them up
@@ -1497,6 +1559,7 @@ Suite *ingest_suite(void)
     tcase_add_test(tc, test_a_message_larger_than_the_batch_byte_budget_is_still_delivered);
     tcase_add_test(tc, test_two_replicas_split_the_stream_without_overlap);
     tcase_add_test(tc, test_bad_configuration_stops_ingest_with_a_clear_message);
+    tcase_add_test(tc, test_stream_replicas_are_applied_or_the_shortfall_is_logged);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -1516,6 +1579,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_nats_server_restarted_mid_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_on_a_full_stream_counts_every_event_once);
     tcase_add_test(tc, test_consumer_created_again_by_another_replica_counts_every_event_once);
+    tcase_add_test(tc, test_a_look_up_tells_apart_events_that_share_an_id);
     tcase_add_test(tc, test_a_dead_letter_of_a_new_stream_is_not_taken_for_an_old_one);
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
     tcase_add_test(tc, test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout);

@@ -226,8 +226,9 @@ START_TEST(test_missing_and_mistyped_fields_are_named)
 
 START_TEST(test_bad_timestamps_are_rejected)
 {
-    const char *bad[] = {"2026-03-01T12:00:00",  "2026-13-01T00:00:00Z", "yesterday",
-                         "1969-12-31T23:59:59Z", "2025-01-01T00:00:00Z", "2026-03-03T12:00:00Z"};
+    const char *bad[] = {
+        "2026-03-01T12:00:00",  "2026-13-01T00:00:00Z", "yesterday", "1969-12-31T23:59:59Z",
+        "2025-01-01T00:00:00Z", "2026-03-03T12:00:00Z", "2026-03-02"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char json[256];
         snprintf(json, sizeof(json),
