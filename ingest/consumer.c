@@ -52,6 +52,10 @@ struct ingest_consumer {
     uint64_t reconnects_seen, reconnect_mark;
     bool unsure;
     char server_id[128]; /* of the server connected to when last looked */
+    /* Where every replica records the server it last saw (see
+     * adopt_server_mark); NULL when the bucket could not be opened. */
+    kvStore *kv;
+    char kv_key[256];
     /* The consumer went away under this replica (its pull requests were
      * refused), or may have while it was cut off: another replica may
      * create it again, with a mark of its own, before this one reads it.
@@ -224,6 +228,94 @@ static void server_id(ingest_consumer *c, char out[sizeof(c->server_id)])
         out[0] = '\0';
 }
 
+/* ------------------------------------------------ the server last seen */
+
+/* A nats-server that crashed may come back with an older state of the
+ * consumer than it had acknowledged (it writes that state a little after
+ * the acks) and deliver stored messages again as new. A replica connected
+ * at the time sees the server id change (note_reconnects); one starting
+ * afterwards could not tell. So every replica records, in a JetStream
+ * key-value bucket, the server id it works with and the stream's last
+ * sequence when that server was first seen: "<server id> <seq>". A replica
+ * that finds another id (or none) takes the stream's last sequence as the
+ * mark up to which first deliveries are looked up and records it; one
+ * that finds its own server's id takes the mark recorded with it (another
+ * replica may have seen the change first). Any reading taken after the
+ * restart covers every message that came again, so a later, larger mark
+ * overwriting a smaller one only looks up more. */
+#define KV_BUCKET "ANALYTICS_INGEST"
+
+static void open_kv(ingest_consumer *c)
+{
+    /* key: "<stream>.<consumer>.server", other characters than a key takes as '_' */
+    size_t n =
+        (size_t)snprintf(c->kv_key, sizeof(c->kv_key), "%s.%s.server", c->stream, c->consumer);
+    for (size_t i = 0; i < n && i < sizeof(c->kv_key); i++) {
+        char ch = c->kv_key[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            c->kv_key[i] = '_';
+    }
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = KV_BUCKET;
+    kc.Description = "analytics ingest: the nats-server each consumer was last seen on";
+    kc.History = 1;
+    kc.MaxValueSize = 1024;
+    kc.StorageType = js_FileStorage;
+    kc.Replicas = c->cfg.replicas > 0 ? (int)c->cfg.replicas : 1;
+    natsStatus s = js_CreateKeyValue(&c->kv, c->js, &kc);
+    if (s != NATS_OK) /* there already, with another configuration */
+        s = js_KeyValue(&c->kv, c->js, KV_BUCKET);
+    if (s != NATS_OK) {
+        c->kv = NULL;
+        an_warn("cannot open the JetStream key-value bucket %s (%s): every start looks up what "
+                "the stream holds so far",
+                KV_BUCKET, natsStatus_GetText(s));
+    }
+}
+
+/* The mark recorded with this replica's server, or set one (and say so
+ * when loud): see above. */
+static an_status adopt_server_mark(ingest_consumer *c, bool loud, an_error *err)
+{
+    size_t idn = strlen(c->server_id);
+    kvEntry *e = NULL;
+    if (c->kv && idn && kvStore_Get(&e, c->kv, c->kv_key) == NATS_OK) {
+        const char *v = kvEntry_ValueString(e);
+        bool ours = v && strncmp(v, c->server_id, idn) == 0 && v[idn] == ' ';
+        uint64_t mark = ours ? strtoull(v + idn + 1, NULL, 10) : 0;
+        kvEntry_Destroy(e);
+        if (ours) {
+            if (mark > c->reconnect_mark)
+                c->reconnect_mark = mark;
+            return AN_OK;
+        }
+    }
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return an_events_nats_error(err, s, jerr, "reading the firehose stream");
+    uint64_t last = si->State.Msgs ? si->State.LastSeq : 0;
+    jsStreamInfo_Destroy(si);
+    if (last > c->reconnect_mark)
+        c->reconnect_mark = last;
+    if (c->kv && idn) {
+        char v[sizeof(c->server_id) + 24];
+        snprintf(v, sizeof(v), "%s %llu", c->server_id, (unsigned long long)c->reconnect_mark);
+        if (kvStore_PutString(NULL, c->kv, c->kv_key, v) != NATS_OK)
+            an_warn("cannot record the nats-server in %s: the next start looks up again",
+                    KV_BUCKET);
+    }
+    if (loud && last)
+        an_warn("nats-server %s is not the one ingest last recorded for consumer %s (it may "
+                "have restarted with an older consumer state): messages up to stream seq %llu "
+                "are looked up in ClickHouse before they are inserted",
+                idn ? c->server_id : "(unknown)", c->consumer, (unsigned long long)last);
+    return AN_OK;
+}
+
 /* After fetching: a reconnect since the last call makes every message up to
  * the stream's last sequence (read now, so it covers what was just fetched)
  * one to look up; until that is read, every message is. Not when the
@@ -254,18 +346,17 @@ static void note_reconnects(ingest_consumer *c)
                 id);
         return;
     }
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    if (js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr) != NATS_OK)
-        return; /* again on the next call */
-    uint64_t last = si->State.LastSeq;
-    jsStreamInfo_Destroy(si);
-    if (reconnects(c) != n)
-        return; /* reconnected again meanwhile */
-    if (last > c->reconnect_mark)
-        c->reconnect_mark = last;
-    c->unsure = false;
+    char was[sizeof(c->server_id)];
+    memcpy(was, c->server_id, sizeof(was));
     memcpy(c->server_id, id, sizeof(id));
+    uint64_t before = c->reconnect_mark;
+    if (adopt_server_mark(c, false, NULL) != AN_OK || reconnects(c) != n) {
+        /* again on the next call (or reconnected again meanwhile) */
+        memcpy(c->server_id, was, sizeof(was));
+        c->reconnect_mark = before > c->reconnect_mark ? before : c->reconnect_mark;
+        return;
+    }
+    c->unsure = false;
     an_warn("reconnected to NATS: messages up to stream seq %llu are looked up in ClickHouse "
             "before they are inserted (a restarted nats-server may deliver stored ones again as "
             "new)",
@@ -438,6 +529,10 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
         st = ensure_stream(c, err);
     if (st == AN_OK)
         st = ensure_consumer(c, err);
+    if (st == AN_OK) {
+        open_kv(c);
+        st = adopt_server_mark(c, true, err);
+    }
     if (st == AN_OK)
         st = subscribe(c, err);
     if (st != AN_OK) {
@@ -467,6 +562,7 @@ void ingest_consumer_close(ingest_consumer *c)
         natsSubscription_Unsubscribe(c->sub);
     }
     natsSubscription_Destroy(c->sub);
+    kvStore_Destroy(c->kv);
     jsCtx_Destroy(c->js);
     free(c->subjects);
     free(c->split);

@@ -1282,6 +1282,39 @@ START_TEST(test_nats_server_back_without_the_consumer_state_counts_every_event_o
 }
 END_TEST
 
+/* The same while no ingest ran: the replica that starts afterwards finds
+ * another nats-server than the one recorded in the key-value bucket, so it
+ * looks the stored events up too. A plain restart on the same server then
+ * looks nothing up. */
+START_TEST(test_nats_server_back_without_the_consumer_state_while_ingest_was_down)
+{
+    proc *p = start_ingest(NULL);
+    load_stored(2000, "stored", 2000);
+    wait_consumer_settled("the events were not acked");
+    ck_assert_int_eq(stop_ingest(p, 30000), 0);
+
+    nats_stop();
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -f %s/nats/jetstream/*/streams/%s/obs/%s/o.dat",
+             th_env("ANALYTICS_STACK_DIR"), stream, consumer);
+    ck_assert_int_eq(system(cmd), 0);
+    nats_back();
+    proc *p2 = start_ingest(NULL);
+    ck_assert(log_has(p2, "is not the one ingest last recorded"));
+    load_stored(500, "after", 2500);
+    assert_found_again(p2, 2000, 500);
+    ck_assert_int_eq(stop_ingest(p2, 30000), 0);
+
+    proc *p3 = start_ingest(NULL);
+    ck_assert(!log_has(p3, "is not the one ingest last recorded"));
+    load_stored(100, "later", 2600);
+    wait_consumer_settled("the last events were not acked");
+    ck_assert_double_eq(metric(p3, "analytics_ingest_lookups_total"), 0);
+    assert_counted_once(tenant, 2600);
+    ck_assert_int_eq(stop_ingest(p3, 30000), 0);
+}
+END_TEST
+
 /* A network blip: ingest's connection drops while the same nats-server
  * stays up (a proxy between them cuts it and refuses connections for 3 s,
  * while 1,000 events are published). The server kept the consumer's state,
@@ -1584,6 +1617,7 @@ Suite *ingest_recovery_suite(void)
     tcase_add_test(tc, test_a_batch_filling_longer_than_the_ack_wait_is_not_redelivered);
     tcase_add_test(tc, test_sigterm_while_clickhouse_hangs_exits_within_the_drain_timeout);
     tcase_add_test(tc, test_nats_server_back_without_the_consumer_state_counts_every_event_once);
+    tcase_add_test(tc, test_nats_server_back_without_the_consumer_state_while_ingest_was_down);
     tcase_add_test(tc, test_a_network_blip_to_the_same_nats_server_looks_nothing_up);
     tcase_add_test(tc, test_acks_refused_while_nats_is_down_are_counted_and_nothing_counts_twice);
     suite_add_tcase(s, tc);
