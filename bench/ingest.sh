@@ -102,6 +102,16 @@ machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 pid_of() { cat "$ANALYTICS_STACK_DIR/$1/pid" 2>/dev/null || echo ""; }
 ticks_or_0() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then cpu_ticks "$1"; else echo 0; fi; }
 secs() { awk -v t="$1" -v c="$clk_tck" 'BEGIN {printf "%.1f", t / c}'; }
+# PID LOG PATTERN NAME: wait (at most 300 s) until LOG has a line matching PATTERN
+wait_ready() {
+    for ((i = 0; ; i++)); do
+        grep -q "$3" "$2" && return 0
+        if ! kill -0 "$1" 2>/dev/null || [ $i -ge 30000 ]; then
+            say "$4 did not get ready:"; cat "$2" >&2; exit 1
+        fi
+        sleep 0.01
+    done
+}
 # dedup-correct count: redelivered copies of an event share its event_id
 COUNT_EXACT="SELECT uniqExact(event_id) FROM analytics.events"
 
@@ -145,13 +155,7 @@ pub_args=(--publish "$N" --seed "$SEED" --window 0 --quiet)
 GPID=$!
 if [ "$PREGENERATE" = 1 ]; then
     say "making $N events (eventgen ${pub_args[*]}), not timed"
-    for ((i = 0; ; i++)); do
-        grep -q '^eventgen: generated=' "$WORK/publish.log" && break
-        if ! kill -0 "$GPID" 2>/dev/null || [ $i -ge 30000 ]; then
-            say "eventgen did not get ready:"; cat "$WORK/publish.log" >&2; exit 1
-        fi
-        sleep 0.01
-    done
+    wait_ready "$GPID" "$WORK/publish.log" '^eventgen: generated=' eventgen
 fi
 say "publishing $N events, waiting until analytics.events holds $want"
 load_before=$(cut -d' ' -f1 /proc/loadavg)
@@ -328,21 +332,12 @@ if [ "${BENCH_TRANSPORT:-1}" = 1 ] && [ -x "$JSDRAIN" ]; then
     : >"$WORK/transport-publish.log"
     "$JSDRAIN" BENCH_TRANSPORT 'benchtransport.>' "$N" >"$WORK/jsdrain.log" 2>&1 &
     DPID=$!
-    for ((i = 0; ; i++)); do
-        grep -q '^jsdrain: ready' "$WORK/jsdrain.log" && break
-        if ! kill -0 "$DPID" 2>/dev/null || [ $i -ge 3000 ]; then
-            say "jsdrain did not get ready:"; cat "$WORK/jsdrain.log" >&2; exit 1
-        fi
-        sleep 0.01
-    done
+    wait_ready "$DPID" "$WORK/jsdrain.log" '^jsdrain: ready' jsdrain
     tr_args=("${pub_args[@]}" --prefix benchtransport)
     "$EVENTGEN" "${tr_args[@]}" 2>"$WORK/transport-publish.log" &
     GPID=$!
     if [ "$PREGENERATE" = 1 ]; then
-        until grep -q '^eventgen: generated=' "$WORK/transport-publish.log"; do
-            kill -0 "$GPID" 2>/dev/null || { say "eventgen failed:"; cat "$WORK/transport-publish.log" >&2; exit 1; }
-            sleep 0.01
-        done
+        wait_ready "$GPID" "$WORK/transport-publish.log" '^eventgen: generated=' eventgen
     fi
     d0_nats=$(ticks_or_0 "$NATS_PID")
     td0=$(now_ns)

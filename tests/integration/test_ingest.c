@@ -1259,6 +1259,18 @@ static void assert_found_again(const proc *p, long n, long m)
     ck_assert_double_eq(metric(p, "analytics_ingest_duplicates_skipped_total{tier=\"hot\"}"), n);
 }
 
+/* Stop nats-server, remove the consumer's state file (what a crash loses
+ * when it had not flushed it), start it again. */
+static void nats_back_without_consumer_state(void)
+{
+    nats_stop();
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -f %s/nats/jetstream/*/streams/%s/obs/%s/o.dat",
+             th_env("ANALYTICS_STACK_DIR"), stream, consumer);
+    ck_assert_int_eq(system(cmd), 0);
+    nats_back();
+}
+
 /* nats-server restarts without the consumer's latest state (a crash loses
  * what it had not flushed; here the state file is removed while it is
  * down): it delivers stored, acked events again as new. Ingest saw the
@@ -1269,12 +1281,7 @@ START_TEST(test_nats_server_back_without_the_consumer_state_counts_every_event_o
     load_stored(2000, "stored", 2000);
     wait_consumer_settled("the events were not acked");
 
-    nats_stop();
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "rm -f %s/nats/jetstream/*/streams/%s/obs/%s/o.dat",
-             th_env("ANALYTICS_STACK_DIR"), stream, consumer);
-    ck_assert_int_eq(system(cmd), 0);
-    nats_back();
+    nats_back_without_consumer_state();
     load_stored(500, "after", 2500);
     assert_found_again(p, 2000, 500);
     ck_assert_double_ge(metric(p, "analytics_ingest_lookups_total"), 2000);
@@ -1293,12 +1300,7 @@ START_TEST(test_nats_server_back_without_the_consumer_state_while_ingest_was_dow
     wait_consumer_settled("the events were not acked");
     ck_assert_int_eq(stop_ingest(p, 30000), 0);
 
-    nats_stop();
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "rm -f %s/nats/jetstream/*/streams/%s/obs/%s/o.dat",
-             th_env("ANALYTICS_STACK_DIR"), stream, consumer);
-    ck_assert_int_eq(system(cmd), 0);
-    nats_back();
+    nats_back_without_consumer_state();
     proc *p2 = start_ingest(NULL);
     ck_assert(log_has(p2, "is not the one ingest last recorded"));
     load_stored(500, "after", 2500);
