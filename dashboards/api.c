@@ -148,9 +148,10 @@ static bool widget_id_taken(const cJSON *widgets, const char *id, const cJSON *e
     return false;
 }
 
-/* Validate every widget of arr (new ones) into a new array *out. */
-static an_status widgets_parse(const an_request *req, const cJSON *arr, const cJSON *old,
-                               cJSON **out, an_error *err)
+/* Validate every widget of arr (new ones) of a dashboard of tenant into a
+ * new array *out. */
+static an_status widgets_parse(const an_request *req, const char *tenant, const cJSON *arr,
+                               const cJSON *old, cJSON **out, an_error *err)
 {
     *out = cJSON_CreateArray();
     if (!arr)
@@ -172,7 +173,7 @@ static an_status widgets_parse(const an_request *req, const cJSON *arr, const cJ
             if (a && b && !strcmp(a, b) && keeps_metric(o, w))
                 is_new = false;
         }
-        an_status st = dash_widget_validate(ctx_of(req), req, nw, is_new, err);
+        an_status st = dash_widget_validate(ctx_of(req), req, tenant, nw, is_new, err);
         if (st == AN_OK && widget_id_taken(*out, str_of(nw, "id"), NULL))
             st = an_error_field(err, AN_INVALID_ARGUMENT, "id", "widget id %s is used twice",
                                 str_of(nw, "id"));
@@ -207,8 +208,8 @@ static an_status handle_create(an_request *req, cJSON **data, an_error *err)
         st = dash_acl_parse(cJSON_GetObjectItemCaseSensitive(req->body, "accessControl"), &d->acl,
                             err);
     if (st == AN_OK)
-        st = widgets_parse(req, cJSON_GetObjectItemCaseSensitive(req->body, "widgets"), NULL,
-                           &d->widgets, err);
+        st = widgets_parse(req, tenant, cJSON_GetObjectItemCaseSensitive(req->body, "widgets"),
+                           NULL, &d->widgets, err);
     if (st == AN_OK) {
         const char *desc = str_of(req->body, "description");
         d->tenant = strdup(tenant);
@@ -294,7 +295,7 @@ static an_status handle_update(an_request *req, cJSON **data, an_error *err)
     const cJSON *ws = cJSON_GetObjectItemCaseSensitive(b, "widgets");
     if (st == AN_OK && ws) {
         cJSON *nw = NULL;
-        st = widgets_parse(req, ws, d->widgets, &nw, err);
+        st = widgets_parse(req, d->tenant, ws, d->widgets, &nw, err);
         if (st == AN_OK) {
             cJSON_Delete(d->widgets);
             d->widgets = nw;
@@ -357,7 +358,7 @@ static an_status handle_add_widget(an_request *req, cJSON **data, an_error *err)
     else if (!nw)
         st = an_error_field(err, AN_INVALID_ARGUMENT, "widget", "widget is required");
     else
-        st = dash_widget_validate(ctx_of(req), req, nw, true, err);
+        st = dash_widget_validate(ctx_of(req), req, d->tenant, nw, true, err);
     if (st == AN_OK && widget_index(d, str_of(nw, "id")) >= 0)
         st = an_error_field(err, AN_ALREADY_EXISTS, "widget.id", "widget id %s exists",
                             str_of(nw, "id"));
@@ -402,7 +403,7 @@ static an_status handle_update_widget(an_request *req, cJSON **data, an_error *e
     if (st == AN_OK) {
         bool is_new = !keeps_metric(cJSON_GetArrayItem(d->widgets, i), w);
         nw = cJSON_Duplicate(w, 1);
-        st = dash_widget_validate(ctx_of(req), req, nw, is_new, err);
+        st = dash_widget_validate(ctx_of(req), req, d->tenant, nw, is_new, err);
     }
     if (st == AN_OK) {
         cJSON_ReplaceItemInArray(d->widgets, i, nw);

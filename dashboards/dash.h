@@ -88,10 +88,12 @@ bool dash_can_edit(const dash_ctx *c, const an_auth *a, const dash *d);
 an_status dash_acl_parse(const cJSON *in, cJSON **out, an_error *err);
 
 /* ---- render.c */
-/* Check a widget (normalised in place: defaults filled, id set when
- * missing). new_widget: a deprecated metric is refused. */
-an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, bool new_widget,
-                               an_error *err);
+/* Check a widget of a dashboard of tenant (normalised in place: defaults
+ * filled, id set when missing): its metric must be the tenant's or a
+ * platform metric, even for a platform admin who may see others.
+ * new_widget: a deprecated metric is refused. */
+an_status dash_widget_validate(dash_ctx *c, const an_request *req, const char *tenant, cJSON *w,
+                               bool new_widget, an_error *err);
 /* Render widgets (all when only_widget is NULL) with the overrides of
  * params ({from,to,granularity,filters,page,pageSize}). *out:
  * {"dashboardId","version","widgets":[{id,type,title,data|error}],...}. */

@@ -160,8 +160,8 @@ static an_status metrics_call(dash_ctx *c, const an_request *req, const char *ve
     return an_request_call(req, subject, body, timeout_ms, data, err);
 }
 
-an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, bool new_widget,
-                               an_error *err)
+an_status dash_widget_validate(dash_ctx *c, const an_request *req, const char *tenant, cJSON *w,
+                               bool new_widget, an_error *err)
 {
     if (!cJSON_IsObject(w))
         return an_error_field(err, AN_INVALID_ARGUMENT, "widget", "a widget must be an object");
@@ -251,6 +251,14 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, cJSON *w, boo
         return an_error_field(err, AN_INVALID_ARGUMENT, "metricId", "metric %s not found", metric);
     if (st != AN_OK)
         return an_error_field(err, st, "metricId", "checking metric %s: %s", metric, cerr.message);
+    /* a platform admin sees every tenant's metrics; the dashboard's viewers
+     * must only ever get their own tenant's numbers */
+    const char *owner = str_of(m, "tenantId");
+    if (owner && (!tenant || strcmp(owner, tenant) != 0)) {
+        cJSON_Delete(m);
+        return an_error_field(err, AN_INVALID_ARGUMENT, "metricId",
+                              "metric %s belongs to another tenant", metric);
+    }
     const char *status = str_of(m, "status");
     bool deprecated = (status && !strcmp(status, "deprecated")) ||
                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "deprecated"));
@@ -315,6 +323,7 @@ typedef struct job {
     const an_request *req;
     const cJSON *widget;
     const cJSON *params;
+    const char *tenant;     /* the dashboard's: whose events every widget reads */
     int64_t from_ms, to_ms; /* resolved range */
     int64_t timeout_ms;
     pthread_t th;
@@ -401,6 +410,10 @@ static cJSON *query_body(const job *j, int64_t from, int64_t to)
     const cJSON *w = j->widget;
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "metricId", str_of(w, "metricId"));
+    /* the dashboard's tenant, not the caller's: a platform admin's render
+     * is cached for the tenant's viewers */
+    if (j->tenant)
+        cJSON_AddStringToObject(b, "tenantId", j->tenant);
     cJSON_AddStringToObject(b, "from", fb);
     cJSON_AddStringToObject(b, "to", tb);
     cJSON_AddStringToObject(b, "granularity", granularity_of(j));
@@ -471,6 +484,7 @@ an_status dash_render(dash_ctx *c, const an_request *req, const dash *d, const c
         j->req = req;
         j->widget = cJSON_GetArrayItem(d->widgets, i);
         j->params = params;
+        j->tenant = d->tenant;
         j->timeout_ms = timeout;
         const char *id = str_of(j->widget, "id");
         if (only_widget && (!id || strcmp(id, only_widget)))

@@ -324,6 +324,84 @@ START_TEST(bignumber_previous_period_does_not_overlap_a_widened_range)
 }
 END_TEST
 
+/* Request subject with the token auth; returns the envelope, *code as req(). */
+static cJSON *req_as(const char *auth, const char *subject, const char *body, const char **code)
+{
+    cJSON *env = th_request(nc, subject, auth, body, 20000);
+    static char cb[64];
+    const cJSON *e = cJSON_GetObjectItem(env, "error");
+    snprintf(cb, sizeof(cb), "%s", e ? cJSON_GetStringValue(cJSON_GetObjectItem(e, "code")) : "ok");
+    *code = cb;
+    return env;
+}
+
+static void id_of(cJSON *env, const char *code, char out[40])
+{
+    snprintf(out, 40, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(ok(env, code), "id")));
+    cJSON_Delete(env);
+}
+
+/* A platform admin sees every tenant's metrics, but a dashboard's widgets
+ * read only its own tenant's events: another tenant's metric is refused on
+ * it, and a platform metric renders the dashboard tenant's numbers even
+ * for an admin whose token names another tenant (a render is cached for
+ * the dashboard's viewers, who then got that other tenant's numbers). */
+START_TEST(an_admin_cannot_put_another_tenants_numbers_on_a_dashboard)
+{
+    char *other = th_unique("dmo");
+    char *admin = th_bearer(SECRET, "root", other, "platform:admin", "[\"analyst\"]", 3600);
+    char *bob = th_bearer(SECRET, "bob", other, NULL, "[\"analyst\"]", 3600);
+    const char *q = "SELECT {{bucket}} AS bucket, count() AS value FROM {{events}} WHERE "
+                    "{{time_range}} AND event_name = 'user.signed_up' GROUP BY bucket";
+    char body[2048], m_other[40], m_platform[40], dash_id[40];
+    snprintf(body, sizeof(body), "{\"name\":\"bob's signups\",\"query\":\"%s\",\"unit\":\"count\"}",
+             q);
+    const char *code;
+    cJSON *env = req_as(bob, "analytics.metrics.create", body, &code);
+    id_of(env, code, m_other);
+    snprintf(body, sizeof(body),
+             "{\"tenantId\":null,\"name\":\"all signups\",\"query\":\"%s\",\"unit\":\"count\"}", q);
+    env = req_as(admin, "analytics.metrics.create", body, &code);
+    id_of(env, code, m_platform);
+
+    snprintf(body, sizeof(body),
+             "{\"tenantId\":\"%s\",\"name\":\"mixed\",\"widgets\":[{\"id\":\"w\",\"type\":"
+             "\"bignumber\",\"metricId\":\"%s\"}]}",
+             tenant, m_other);
+    env = req_as(admin, "analytics.dashboards.create", body, &code);
+    ck_assert_str_eq(code, "invalid_argument");
+    ck_assert_msg(strstr(cJSON_PrintUnformatted(env), "belongs to another tenant"), "%s",
+                  cJSON_PrintUnformatted(env));
+    cJSON_Delete(env);
+
+    snprintf(body, sizeof(body),
+             "{\"tenantId\":\"%s\",\"name\":\"platform\",\"accessControl\":{\"allowedRoles\":["
+             "\"analyst\"]},\"widgets\":[{\"id\":\"w\",\"type\":"
+             "\"bignumber\",\"metricId\":\"%s\"}]}",
+             tenant, m_platform);
+    env = req_as(admin, "analytics.dashboards.create", body, &code);
+    id_of(env, code, dash_id);
+    /* the admin's render first (it fills the cache), then the tenant's viewer */
+    snprintf(body, sizeof(body),
+             "{\"tenantId\":\"%s\",\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", tenant, dash_id,
+             iso(day2), iso(day1 + 86400));
+    env = req_as(admin, "analytics.dashboards.render", body, &code);
+    const cJSON *big = cJSON_GetObjectItem(widget_of(ok(env, code), "w"), "data");
+    ck_assert_msg(big, "%s", cJSON_PrintUnformatted(env));
+    ck_assert_int_eq((int)cJSON_GetObjectItem(big, "value")->valuedouble, 10);
+    cJSON_Delete(env);
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", dash_id,
+             iso(day2), iso(day1 + 86400));
+    env = req("analytics.dashboards.render", body, &code);
+    big = cJSON_GetObjectItem(widget_of(ok(env, code), "w"), "data");
+    ck_assert_int_eq((int)cJSON_GetObjectItem(big, "value")->valuedouble, 10);
+    cJSON_Delete(env);
+    free(admin);
+    free(bob);
+    free(other);
+}
+END_TEST
+
 START_TEST(validation_asks_the_real_metrics_service)
 {
     char body[1024];
@@ -386,6 +464,7 @@ Suite *dashboards_metrics_suite(void)
     tcase_add_test(tc, render_through_the_real_metrics_service);
     tcase_add_test(tc, validation_asks_the_real_metrics_service);
     tcase_add_test(tc, bignumber_previous_period_does_not_overlap_a_widened_range);
+    tcase_add_test(tc, an_admin_cannot_put_another_tenants_numbers_on_a_dashboard);
     suite_add_tcase(s, tc);
     return s;
 }
