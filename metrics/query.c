@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/sql.h"
 #include "common/timeutil.h"
+#include "common/ulid.h"
 #include "metrics/cache.h"
 #include "metrics/columns.h"
 #include "metrics/store.h"
@@ -535,6 +536,30 @@ static bool materializable(const query_request *q)
 #define CH_UNKNOWN_IDENTIFIER 47
 #define CH_NO_SUCH_COLUMN     16
 
+/* ClickHouse goes on with a query whose HTTP client gave up (18.16 notices
+ * no disconnect) until the reader profile's max_execution_time: stop it,
+ * as the writer (the readonly reader may not KILL). Best effort. */
+static void kill_query(metrics_ctx *ctx, const char *qid)
+{
+    if (!qid[0])
+        return;
+    an_ch *w = NULL;
+    an_error e;
+    an_error_clear(&e);
+    an_buf sql = AN_BUF_INIT;
+    an_buf_adds(&sql, "KILL QUERY WHERE query_id = ");
+    an_sql_quote(&sql, qid, strlen(qid));
+    an_buf_adds(&sql, " ASYNC");
+    if (metrics_writer_take(ctx->conns, &w, &e) == AN_OK) {
+        if (an_ch_exec(w, an_buf_str(&sql), NULL, &e) != AN_OK)
+            an_warn("could not stop query %s in ClickHouse: %s", qid, e.message);
+        metrics_writer_put(ctx->conns, w);
+    } else {
+        an_warn("could not stop query %s in ClickHouse: %s", qid, e.message);
+    }
+    an_buf_free(&sql);
+}
+
 static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable *t,
                                const an_template_column *cols, size_t ncols, int *code,
                                an_error *err)
@@ -568,13 +593,23 @@ static an_status run_live_once(metrics_ctx *ctx, const query_request *q, qtable 
         an_buf_free(&sql);
         return s;
     }
-    s = an_ch_query(ch, an_buf_str(&sql), NULL, on_live_row, t, err);
+    /* a query_id (not a setting: the readonly reader may send it), so that
+     * a query given up on is stopped in ClickHouse too */
+    char qid[8 + AN_ULID_STRLEN] = "metrics-";
+    if (an_ulid_new_str(qid + 8, NULL) != AN_OK)
+        qid[0] = '\0';
+    an_ch_setting qs = {"query_id", qid};
+    an_ch_settings set = {.extra = &qs, .n_extra = qid[0] ? 1 : 0};
+    s = an_ch_query(ch, an_buf_str(&sql), &set, on_live_row, t, err);
     *code = an_ch_last_exception_code(ch);
-    if (s == AN_UNAVAILABLE && an_ch_last_timed_out(ch))
+    bool timed_out = s == AN_UNAVAILABLE && an_ch_last_timed_out(ch);
+    metrics_reader_put(ctx->conns, ch);
+    if (timed_out) {
+        kill_query(ctx, qid);
         s = an_error_set(err, AN_RESOURCE_EXHAUSTED,
                          "the query ran longer than %d ms (ANALYTICS_METRICS_QUERY_TIMEOUT)",
                          metrics_reader_timeout_ms(ctx->conns));
-    metrics_reader_put(ctx->conns, ch);
+    }
     an_buf_free(&sql);
     return s;
 }

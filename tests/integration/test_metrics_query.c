@@ -645,6 +645,49 @@ START_TEST(test_metrics_query_too_slow_is_resource_exhausted)
 }
 END_TEST
 
+/* ClickHouse 18.16 goes on with a query whose HTTP client went away: one
+ * that metrics gave up on is killed, not left to run to the reader
+ * profile's 30 s while the tenant sends more. Here a query of about 20 s
+ * (a sum over 25 million numbers for each of 80 events, one per month: a
+ * block each, so the kill takes effect between them) is gone from
+ * system.processes within 3 s of the resource_exhausted answer. */
+START_TEST(test_metrics_query_given_up_is_stopped_in_clickhouse)
+{
+    char *t = th_unique("tK");
+    char *sql;
+    ck_assert(
+        asprintf(&sql,
+                 "INSERT INTO analytics.events (tenant_id, event_id, event_name, occurred_at) "
+                 "SELECT '%s', toString(number), 'x.happened', addMonths(toDateTime("
+                 "'2019-01-15 12:00:00'), number) FROM numbers(80)",
+                 t) > 0);
+    free(th_ch(sql));
+    free(sql);
+    char *id = define(t, NULL, "heavy", "count",
+                      "SELECT sum(arraySum(range(25000000 + toUInt32(length(event_id))))) AS "
+                      "value FROM {{events}}");
+    cJSON *r = mf_callf("query", t, NULL, "{\"metricId\":\"%s\"}", id);
+    mf_expect_error(r, "resource_exhausted", NULL);
+    cJSON_Delete(r);
+    ck_assert(asprintf(&sql,
+                       "SELECT count() FROM system.processes WHERE user = '%s' "
+                       "AND position(query, '%s') > 0",
+                       th_env("ANALYTICS_CLICKHOUSE_READER_USER"), t) > 0);
+    long long running = -1;
+    for (int i = 0; i < 30 && running != 0; i++) {
+        char *n = th_ch(sql);
+        running = atoll(n);
+        free(n);
+        if (running)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(running == 0, "the query still runs in ClickHouse 3 s after metrics gave up");
+    free(sql);
+    free(id);
+    free(t);
+}
+END_TEST
+
 Suite *metrics_query_suite(void)
 {
     Suite *s = suite_create("metrics_query");
@@ -670,6 +713,7 @@ Suite *metrics_query_suite(void)
     tcase_add_checked_fixture(tc, mf_connect, mf_disconnect);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_metrics_query_too_slow_is_resource_exhausted);
+    tcase_add_test(tc, test_metrics_query_given_up_is_stopped_in_clickhouse);
     suite_add_tcase(s, tc);
     return s;
 }
