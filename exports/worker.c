@@ -264,6 +264,19 @@ static bool permanent(an_status s)
            s == AN_RESOURCE_EXHAUSTED;
 }
 
+/* What the job's record and event say of an error: like the service's
+ * replies, an internal one's text (paths of the spool, ...) stays in the
+ * log. */
+static const char *public_message(an_status s, const exports_job *j, const char *msg, char *buf,
+                                  size_t n)
+{
+    if (s != AN_INTERNAL)
+        return msg;
+    snprintf(buf, n, "internal error (export %s; correlation id %s)", j->id,
+             j->correlation_id ? j->correlation_id : "none");
+    return buf;
+}
+
 static void finish_failed(exports_worker *w, exports_job *j, const char *code, const char *msg)
 {
     exports_ctx *x = w->x;
@@ -401,6 +414,7 @@ static void handle(exports_worker *w, an_queue_job *qj)
     exports_ctx *x = w->x;
     an_error err;
     an_error_clear(&err);
+    char pub[256];
     cJSON *p = cJSON_ParseWithLength(qj->payload, qj->payload_len);
     const cJSON *tid = cJSON_GetObjectItemCaseSensitive(p, "tenantId");
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(p, "id");
@@ -477,20 +491,25 @@ static void handle(exports_worker *w, an_queue_job *qj)
         an_log_ctx(AN_LOG_INFO, j.tenant_id, j.correlation_id,
                    "export %s handed back to the queue (shutting down)", j.id);
     } else if (permanent(s)) {
-        finish_failed(w, &j, an_status_code(s), err.message);
+        an_log_ctx(AN_LOG_WARN, j.tenant_id, j.correlation_id, "export %s: %s", j.id, err.message);
+        finish_failed(w, &j, an_status_code(s),
+                      public_message(s, &j, err.message, pub, sizeof(pub)));
         an_queue_ack(w->q, qj, NULL);
     } else {
         int64_t retry_in = 0;
         an_error qerr;
         if (an_queue_fail(w->q, qj, err.message, &retry_in, &qerr) == AN_OK && retry_in < 0) {
-            finish_failed(w, &j, an_status_code(s), err.message);
+            an_log_ctx(AN_LOG_WARN, j.tenant_id, j.correlation_id, "export %s: %s", j.id,
+                       err.message);
+            finish_failed(w, &j, an_status_code(s),
+                          public_message(s, &j, err.message, pub, sizeof(pub)));
         } else {
             free(j.status);
             j.status = strdup(EXPORTS_STATUS_QUEUED);
             free(j.error_code);
             j.error_code = strdup(an_status_code(s));
             free(j.error);
-            j.error = strdup(err.message);
+            j.error = strdup(public_message(s, &j, err.message, pub, sizeof(pub)));
             exports_store_put(w->ch, &j, NULL);
             an_log_ctx(AN_LOG_WARN, j.tenant_id, j.correlation_id,
                        "export %s attempt %d failed (%s), retry in %lld ms", j.id, qj->attempt,

@@ -683,6 +683,43 @@ START_TEST(test_query_error_fails_the_job_with_clickhouse_message)
 }
 END_TEST
 
+/* A failure inside the service (here the spool directory replaced by a
+ * file, so no spool file can be made) fails the job without showing the
+ * tenant the service's paths: the record and the event say "internal
+ * error" with the ids to find it in the log, which has the detail. */
+START_TEST(test_internal_failure_keeps_its_detail_in_the_log)
+{
+    char *tenant = th_unique("t_ierr");
+    insert_events(tenant, 3);
+    char *spool = fmt("%s/spool", dir);
+    char *setting = fmt("ANALYTICS_EXPORTS_SPOOL_DIR=%s", spool);
+    start_exports("a", (const char *[]){setting, "ANALYTICS_EXPORTS_MAX_ATTEMPTS=1", NULL});
+    ck_assert_int_eq(rmdir(spool), 0);
+    FILE *f = fopen(spool, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    char *id = create(tenant, "ann", "SELECT event_id FROM {{events}}", "csv", NULL);
+    const cJSON *job;
+    cJSON *r = wait_status(tenant, id, "completed failed", 30000, &job);
+    ck_assert_str_eq(str_of(job, "status"), "failed");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(job, "error");
+    ck_assert_str_eq(str_of(e, "code"), "internal");
+    const char *msg = str_of(e, "message");
+    ck_assert_msg(strstr(msg, "internal error") && strstr(msg, id) && !strstr(msg, spool), "%s",
+                  msg);
+    cJSON_Delete(r);
+    char *log = fmt("%s/a.log", dir);
+    char *text = th_read_file(log);
+    ck_assert_msg(strstr(text, spool) != NULL, "the detail is not in the log %s", log);
+    free(text);
+    free(log);
+    free(id);
+    free(setting);
+    free(spool);
+    free(tenant);
+}
+END_TEST
+
 START_TEST(test_per_tenant_limit_on_active_jobs)
 {
     char *tenant = th_unique("t_limit");
@@ -863,6 +900,7 @@ Suite *exports_suite(void)
     tcase_add_test(tc, test_tenant_isolation_of_jobs_and_queries);
     tcase_add_test(tc, test_list_by_requester_and_status_paged);
     tcase_add_test(tc, test_query_error_fails_the_job_with_clickhouse_message);
+    tcase_add_test(tc, test_internal_failure_keeps_its_detail_in_the_log);
     tcase_add_test(tc, test_per_tenant_limit_on_active_jobs);
     tcase_add_test(tc, test_worker_killed_mid_job_is_completed_once);
     tcase_add_test(tc, test_s3_upload_and_presigned_url);
