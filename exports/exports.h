@@ -184,6 +184,10 @@ typedef struct exports_storage_ops {
     /* A URL that downloads key until expires_at (unix seconds). */
     an_status (*url)(exports_storage *st, const char *key, int64_t expires_at, an_buf *out,
                      an_error *err);
+    /* Delete the files stored before cutoff_ms (epoch ms), and temporary
+     * ones left by a crash; returns how many went. NULL: the store expires
+     * them itself (an S3 bucket's lifecycle rule). */
+    size_t (*sweep)(exports_storage *st, int64_t cutoff_ms);
     void (*free)(exports_storage *st);
 } exports_storage_ops;
 
@@ -291,6 +295,7 @@ typedef struct exports_config {
     char *link_secret;  /* HMAC key of local links */
     int64_t url_ttl_ms; /* validity of outputUrl */
     int64_t retention_ms;
+    int64_t sweep_interval_ms; /* how often expired files are deleted */
     char *s3_endpoint;
     char *s3_region;
     char *s3_bucket;
@@ -323,9 +328,11 @@ typedef struct exports_ctx {
     an_prom_counter *jobs_completed; /* analytics_exports_jobs_total{status} */
     an_prom_counter *jobs_failed;
     an_prom_counter *jobs_cancelled;
-    an_prom_counter *rows_total;  /* analytics_exports_rows_total */
-    an_prom_counter *bytes_total; /* analytics_exports_bytes_total */
-    pthread_key_t tls;            /* per-thread ClickHouse and Redis clients of the handlers */
+    an_prom_counter *rows_total;   /* analytics_exports_rows_total */
+    an_prom_counter *bytes_total;  /* analytics_exports_bytes_total */
+    pthread_key_t tls;             /* per-thread ClickHouse and Redis clients of the handlers */
+    _Atomic int64_t next_sweep_ms; /* monotonic; the worker that moves it on sweeps */
+    an_prom_counter *files_swept;  /* analytics_exports_files_deleted_total */
 } exports_ctx;
 
 /* Set up the per-thread clients' key and the Redis key prefixes (init). */

@@ -36,7 +36,11 @@ static const an_config_var exports_vars[] = {
     {"ANALYTICS_EXPORTS_URL_TTL", AN_CFG_DURATION, "1h", 1000, 604800000LL, 0, CFG(url_ttl_ms),
      "how long an outputUrl works (S3 presigned URLs: at most 7 days)"},
     {"ANALYTICS_EXPORTS_RETENTION", AN_CFG_DURATION, "168h", 60000, 31622400000LL, 0,
-     CFG(retention_ms), "how long a finished file is offered (expiresAt)"},
+     CFG(retention_ms),
+     "how long a finished file is offered (expiresAt); local files are "
+     "deleted after it (S3: the bucket's lifecycle rule)"},
+    {"ANALYTICS_EXPORTS_SWEEP_INTERVAL", AN_CFG_DURATION, "10m", 100, 86400000, 0,
+     CFG(sweep_interval_ms), "how often a replica deletes the local files past the retention"},
     {"ANALYTICS_EXPORTS_S3_ENDPOINT", AN_CFG_STRING, "", 0, 0, 0, CFG(s3_endpoint),
      "s3 storage: http(s)://host[:port] of the S3-compatible server (path-style URLs)"},
     {"ANALYTICS_EXPORTS_S3_REGION", AN_CFG_STRING, "us-east-1", 0, 0, 0, CFG(s3_region),
@@ -138,6 +142,9 @@ static an_status exports_init(an_service *svc, void *p, an_error *err)
                         AN_PROM_LABELS("status", "cancelled"), &x->jobs_cancelled, NULL);
     an_prom_counter_get(reg, "analytics_exports_rows_total", "Rows written to export files.", NULL,
                         &x->rows_total, NULL);
+    an_prom_counter_get(reg, "analytics_exports_files_deleted_total",
+                        "Stored files deleted past ANALYTICS_EXPORTS_RETENTION (local storage).",
+                        NULL, &x->files_swept, NULL);
     an_prom_counter_get(reg, "analytics_exports_bytes_total", "Bytes of finished export files.",
                         NULL, &x->bytes_total, NULL);
     an_info("storage %s (%s), spool %s", c->storage, local ? c->dir : c->s3_endpoint, c->spool_dir);

@@ -7,6 +7,9 @@
  */
 #include "exports/exports.h"
 
+#include "common/timeutil.h"
+
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -87,6 +90,37 @@ static an_status local_url(exports_storage *st, const char *key, int64_t expires
     return AN_OK;
 }
 
+/* Files of valid keys whose last change is before cutoff_ms, and the
+ * ".<key>.part" a crash left during a copy, a day after. */
+static size_t local_sweep(exports_storage *st, int64_t cutoff_ms)
+{
+    local_storage *l = (local_storage *)st;
+    DIR *d = opendir(l->dir);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    an_buf path = AN_BUF_INIT;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        bool part = e->d_name[0] == '.' && strlen(e->d_name) > 6 &&
+                    strcmp(e->d_name + strlen(e->d_name) - 5, ".part") == 0;
+        if (!part && !exports_key_valid(e->d_name))
+            continue;
+        an_buf_reset(&path);
+        an_buf_addf(&path, "%s/%s", l->dir, e->d_name);
+        struct stat sb;
+        if (lstat(path.data, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        int64_t mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+        int64_t limit = part ? an_time_now_ms() - 86400000LL : cutoff_ms;
+        if (mtime_ms < limit && unlink(path.data) == 0)
+            n++;
+    }
+    closedir(d);
+    an_buf_free(&path);
+    return n;
+}
+
 static void local_free(exports_storage *st)
 {
     local_storage *l = (local_storage *)st;
@@ -94,7 +128,8 @@ static void local_free(exports_storage *st)
     free(l);
 }
 
-static const exports_storage_ops local_ops = {"local", local_put, local_url, local_free};
+static const exports_storage_ops local_ops = {"local", local_put, local_url, local_sweep,
+                                              local_free};
 
 an_status exports_storage_local_new(const char *dir, exports_links *links, exports_storage **out,
                                     an_error *err)

@@ -402,7 +402,7 @@ static void s3_free(exports_storage *st)
     free(s);
 }
 
-static const exports_storage_ops s3_ops = {"s3", s3_put, s3_url, s3_free};
+static const exports_storage_ops s3_ops = {"s3", s3_put, s3_url, NULL, s3_free};
 
 an_status exports_storage_s3_new(const exports_s3_config *cfg, exports_storage **out, an_error *err)
 {

@@ -519,10 +519,32 @@ static void handle(exports_worker *w, an_queue_job *qj)
     exports_job_clear(&j);
 }
 
+/* Delete the stored files past the retention, once per sweep interval in
+ * this replica (the worker that moves next_sweep_ms on does it). A file's
+ * time is when it was written, a little before its job's finishedAt: an
+ * hour's slack keeps it until its expiresAt, beyond which no link works. */
+static void maybe_sweep(exports_worker *w)
+{
+    exports_ctx *x = w->x;
+    if (!x->storage->ops->sweep)
+        return;
+    int64_t now = an_time_mono_ms(), next = atomic_load(&x->next_sweep_ms);
+    if (now < next ||
+        !atomic_compare_exchange_strong(&x->next_sweep_ms, &next, now + x->cfg.sweep_interval_ms))
+        return;
+    int64_t cutoff = an_time_now_ms() - x->cfg.retention_ms - 3600000LL;
+    size_t n = x->storage->ops->sweep(x->storage, cutoff);
+    if (n) {
+        an_prom_counter_add(x->files_swept, (double)n);
+        an_info("exports: deleted %zu files past the retention", n);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     exports_worker *w = arg;
     while (!atomic_load(&w->stop) && !an_service_draining(w->x->svc)) {
+        maybe_sweep(w);
         an_queue_job *qj = NULL;
         an_error err;
         an_status s = an_queue_take(w->q, 1000, &qj, &err);

@@ -720,6 +720,46 @@ START_TEST(test_internal_failure_keeps_its_detail_in_the_log)
 }
 END_TEST
 
+/* Local files are deleted once past ANALYTICS_EXPORTS_RETENTION (and an
+ * hour's slack): the disk does not fill with expired exports. A fresh file
+ * stays, and so does what is not an export's (a subdirectory). */
+START_TEST(test_files_past_the_retention_are_deleted)
+{
+    char *tenant = th_unique("t_sweep");
+    insert_events(tenant, 3);
+    start_exports("a", (const char *[]){"ANALYTICS_EXPORTS_RETENTION=1h",
+                                        "ANALYTICS_EXPORTS_SWEEP_INTERVAL=200ms", NULL});
+    char *ids[2];
+    char *paths[2];
+    for (int i = 0; i < 2; i++) {
+        ids[i] = create(tenant, "ann", "SELECT event_id FROM {{events}}", "csv", NULL);
+        const cJSON *job;
+        cJSON *r = wait_status(tenant, ids[i], "completed failed", 30000, &job);
+        ck_assert_str_eq(str_of(job, "status"), "completed");
+        cJSON_Delete(r);
+        paths[i] = fmt("%s/files/%s.csv", dir, ids[i]);
+        ck_assert_msg(access(paths[i], F_OK) == 0, "no %s", paths[i]);
+    }
+    char *sub = fmt("%s/files/keep.d", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    /* the first was written 2 h 1 min ago, past 1 h and the slack */
+    struct timespec old[2] = {{time(NULL) - 7260, 0}, {time(NULL) - 7260, 0}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, paths[0], old, 0), 0);
+    ck_assert_int_eq(utimensat(AT_FDCWD, sub, old, 0), 0);
+    for (int i = 0; i < 50 && access(paths[0], F_OK) == 0; i++)
+        usleep(100 * 1000);
+    ck_assert_msg(access(paths[0], F_OK) != 0, "%s was not deleted", paths[0]);
+    ck_assert_msg(access(paths[1], F_OK) == 0, "%s, fresh, was deleted", paths[1]);
+    ck_assert_int_eq(access(sub, F_OK), 0);
+    for (int i = 0; i < 2; i++) {
+        free(ids[i]);
+        free(paths[i]);
+    }
+    free(sub);
+    free(tenant);
+}
+END_TEST
+
 START_TEST(test_per_tenant_limit_on_active_jobs)
 {
     char *tenant = th_unique("t_limit");
@@ -901,6 +941,7 @@ Suite *exports_suite(void)
     tcase_add_test(tc, test_list_by_requester_and_status_paged);
     tcase_add_test(tc, test_query_error_fails_the_job_with_clickhouse_message);
     tcase_add_test(tc, test_internal_failure_keeps_its_detail_in_the_log);
+    tcase_add_test(tc, test_files_past_the_retention_are_deleted);
     tcase_add_test(tc, test_per_tenant_limit_on_active_jobs);
     tcase_add_test(tc, test_worker_killed_mid_job_is_completed_once);
     tcase_add_test(tc, test_s3_upload_and_presigned_url);
