@@ -22,6 +22,7 @@ struct an_auth_verifier {
     size_t pem_len;
     bool trusted_headers;
     int64_t leeway_s;
+    char *audience, *issuer; /* NULL: not checked */
 };
 
 static char *xstrdup(const char *s)
@@ -56,6 +57,8 @@ an_status an_auth_verifier_new(const an_auth_config *cfg, an_auth_verifier **out
         return an_error_set(err, AN_INTERNAL, "out of memory");
     v->trusted_headers = cfg->trusted_headers;
     v->leeway_s = cfg->leeway_s < 0 ? 0 : cfg->leeway_s;
+    v->audience = cfg->audience && *cfg->audience ? xstrdup(cfg->audience) : NULL;
+    v->issuer = cfg->issuer && *cfg->issuer ? xstrdup(cfg->issuer) : NULL;
     if (cfg->hs256_secret && *cfg->hs256_secret) {
         size_t n = strlen(cfg->hs256_secret);
         if (n < AN_AUTH_HS256_MIN_SECRET) {
@@ -91,6 +94,8 @@ void an_auth_verifier_free(an_auth_verifier *v)
         free(v->secret);
     }
     free(v->pem);
+    free(v->audience);
+    free(v->issuer);
     free(v);
 }
 
@@ -259,6 +264,20 @@ static an_status read_claims(const an_auth_verifier *v, const cJSON *claims, an_
     if (nbf && (double)now + (double)v->leeway_s < nbf->valuedouble)
         return unauth(out, err, "not valid yet (nbf)");
     out->expires_at = (int64_t)exp->valuedouble;
+    if (v->issuer) {
+        const cJSON *iss = cJSON_GetObjectItemCaseSensitive(claims, "iss");
+        if (!cJSON_IsString(iss) || strcmp(iss->valuestring, v->issuer) != 0)
+            return unauth(out, err, "not issued by the expected issuer (iss)");
+    }
+    if (v->audience) {
+        const cJSON *aud = cJSON_GetObjectItemCaseSensitive(claims, "aud"), *a;
+        bool ok = cJSON_IsString(aud) && strcmp(aud->valuestring, v->audience) == 0;
+        if (cJSON_IsArray(aud))
+            cJSON_ArrayForEach(a, aud) ok =
+                ok || (cJSON_IsString(a) && strcmp(a->valuestring, v->audience) == 0);
+        if (!ok)
+            return unauth(out, err, "not meant for this audience (aud)");
+    }
 
     const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
     if (!cJSON_IsString(sub) || !*sub->valuestring || strlen(sub->valuestring) > MAX_ID_LEN)

@@ -64,6 +64,9 @@ typedef struct an_auth_config {
     const char *rs256_public_pem; /* PEM text of the public key; NULL: RS256 not accepted */
     bool trusted_headers;         /* local-dev mode, see above */
     int64_t leeway_s;             /* clock skew allowed on exp/nbf */
+    const char *audience;         /* NULL or "": any; else the aud claim (a string or an
+                                     array) must hold it */
+    const char *issuer;           /* NULL or "": any; else the iss claim must equal it */
 } an_auth_config;
 
 typedef struct an_auth_verifier an_auth_verifier;

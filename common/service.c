@@ -64,6 +64,11 @@ const an_config_var an_service_config_vars[] = {
      "PEM file of the RSA public key of the callers' RS256 JWTs"},
     {"ANALYTICS_JWT_LEEWAY", AN_CFG_DURATION, "30s", 0, 300000, 0, CFG(jwt_leeway_ms),
      "clock skew allowed on the tokens' exp and nbf"},
+    {"ANALYTICS_JWT_AUDIENCE", AN_CFG_STRING, "", 0, 0, 0, CFG(jwt_audience),
+     "when set, a token's aud claim must hold it (tokens minted for other services are "
+     "refused); empty: not checked"},
+    {"ANALYTICS_JWT_ISSUER", AN_CFG_STRING, "", 0, 0, 0, CFG(jwt_issuer),
+     "when set, a token's iss claim must equal it; empty: not checked"},
     {"ANALYTICS_AUTH_TRUSTED_HEADERS", AN_CFG_BOOL, "false", 0, 0, 0, CFG(auth_trusted_headers),
      "LOCAL DEVELOPMENT ONLY: take identity from X-User-Id/X-Tenant-Id/X-Roles/X-Scopes"},
     {"ANALYTICS_REQUEST_TIMEOUT", AN_CFG_DURATION, "10s", 10, 600000, 0, CFG(request_timeout_ms),
@@ -859,7 +864,9 @@ static an_status make_verifier(an_service *svc, an_error *err)
         if (!pem)
             return AN_INVALID_ARGUMENT;
     }
-    an_auth_config ac = {c->jwt_secret, pem, c->auth_trusted_headers, c->jwt_leeway_ms / 1000};
+    an_auth_config ac = {c->jwt_secret,           pem,
+                         c->auth_trusted_headers, c->jwt_leeway_ms / 1000,
+                         c->jwt_audience,         c->jwt_issuer};
     an_status s = an_auth_verifier_new(&ac, &svc->verifier, err);
     free(pem);
     if (s != AN_OK)

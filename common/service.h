@@ -154,6 +154,8 @@ typedef struct an_service_config {
     char *jwt_secret;           /* ANALYTICS_JWT_SECRET (HS256) */
     char *jwt_public_key_file;  /* ANALYTICS_JWT_PUBLIC_KEY_FILE (RS256, PEM) */
     int64_t jwt_leeway_ms;      /* ANALYTICS_JWT_LEEWAY */
+    char *jwt_audience;         /* ANALYTICS_JWT_AUDIENCE */
+    char *jwt_issuer;           /* ANALYTICS_JWT_ISSUER */
     bool auth_trusted_headers;  /* ANALYTICS_AUTH_TRUSTED_HEADERS (local dev only) */
     int64_t request_timeout_ms; /* ANALYTICS_REQUEST_TIMEOUT */
     int64_t drain_timeout_ms;   /* ANALYTICS_DRAIN_TIMEOUT */

@@ -437,6 +437,49 @@ START_TEST(test_auth_trusted_headers_only_when_enabled)
 }
 END_TEST
 
+/* With ANALYTICS_JWT_AUDIENCE / _ISSUER set, a token signed with the same
+ * key but minted for another service (aud) or by another issuer is
+ * refused; aud may be a string or an array. Unset, neither is looked at. */
+START_TEST(test_auth_audience_and_issuer_checked_when_configured)
+{
+    an_auth_config cfg = {SECRET, NULL, false, 30, "analytics", "https://id.example"};
+    an_auth_verifier *v = NULL;
+    ck_assert_int_eq(an_auth_verifier_new(&cfg, &v, NULL), AN_OK);
+    const char *good[] = {",\"aud\":\"analytics\",\"iss\":\"https://id.example\"",
+                          ",\"aud\":[\"lms\",\"analytics\"],\"iss\":\"https://id.example\""};
+    for (size_t i = 0; i < 2; i++) {
+        char *c = claims(good[i]), *tok = sign(JWT_ALG_HS256, SECRET, c);
+        an_auth a = {0};
+        an_error err;
+        ck_assert_msg(an_auth_verify_token(v, tok, &a, &err) == AN_OK, "%s: %s", good[i],
+                      err.message);
+        an_auth_clear(&a);
+        free(tok);
+        free(c);
+    }
+    const char *bad[] = {"", ",\"aud\":\"lms\",\"iss\":\"https://id.example\"",
+                         ",\"aud\":[\"lms\"],\"iss\":\"https://id.example\"",
+                         ",\"aud\":\"analytics\"",
+                         ",\"aud\":\"analytics\",\"iss\":\"https://other.example\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *c = claims(bad[i]), *tok = sign(JWT_ALG_HS256, SECRET, c);
+        assert_rejected(v, tok, bad[i]);
+        free(tok);
+        free(c);
+    }
+    an_auth_verifier_free(v);
+    /* not configured: a token without either is fine */
+    v = verifier(SECRET, NULL, false);
+    char *c = claims(",\"aud\":\"lms\""), *tok = sign(JWT_ALG_HS256, SECRET, c);
+    an_auth a = {0};
+    ck_assert_int_eq(an_auth_verify_token(v, tok, &a, NULL), AN_OK);
+    an_auth_clear(&a);
+    free(tok);
+    free(c);
+    an_auth_verifier_free(v);
+}
+END_TEST
+
 START_TEST(test_auth_verifier_rejects_weak_or_wrong_keys)
 {
     an_auth_config short_secret = {"too-short", NULL, false, 30};
@@ -475,6 +518,7 @@ Suite *auth_suite(void)
     tcase_add_test(tc, test_auth_require_tenant_allows_own_tenant_only);
     tcase_add_test(tc, test_auth_trusted_headers_only_when_enabled);
     tcase_add_test(tc, test_auth_verifier_rejects_weak_or_wrong_keys);
+    tcase_add_test(tc, test_auth_audience_and_issuer_checked_when_configured);
     suite_add_tcase(s, tc);
     return s;
 }
