@@ -370,8 +370,9 @@ START_TEST(an_admin_cannot_put_another_tenants_numbers_on_a_dashboard)
              tenant, m_other);
     env = req_as(admin, "analytics.dashboards.create", body, &code);
     ck_assert_str_eq(code, "invalid_argument");
-    ck_assert_msg(strstr(cJSON_PrintUnformatted(env), "belongs to another tenant"), "%s",
-                  cJSON_PrintUnformatted(env));
+    char *text = cJSON_PrintUnformatted(env);
+    ck_assert_msg(strstr(text, "belongs to another tenant"), "%s", text);
+    free(text);
     cJSON_Delete(env);
 
     snprintf(body, sizeof(body),
@@ -387,7 +388,7 @@ START_TEST(an_admin_cannot_put_another_tenants_numbers_on_a_dashboard)
              iso(day2), iso(day1 + 86400));
     env = req_as(admin, "analytics.dashboards.render", body, &code);
     const cJSON *big = cJSON_GetObjectItem(widget_of(ok(env, code), "w"), "data");
-    ck_assert_msg(big, "%s", cJSON_PrintUnformatted(env));
+    ck_assert_ptr_nonnull(big);
     ck_assert_int_eq((int)cJSON_GetObjectItem(big, "value")->valuedouble, 10);
     cJSON_Delete(env);
     snprintf(body, sizeof(body), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", dash_id,
