@@ -309,6 +309,7 @@ typedef struct exports_config {
     long long max_attempts;
     int64_t backoff_ms;
     long long rows_per_second;
+    int64_t max_bytes; /* of one job's file; 0: no limit */
     long long xlsx_rows_per_sheet;
     int64_t query_timeout_ms;
 } exports_config;

@@ -67,6 +67,8 @@ static const an_config_var exports_vars[] = {
      "delay before the first retry (doubles each time, with jitter)"},
     {"ANALYTICS_EXPORTS_ROWS_PER_SECOND", AN_CFG_INT, "0", 0, 100000000, 0, CFG(rows_per_second),
      "throttle of one job's rows per second (0: none)"},
+    {"ANALYTICS_EXPORTS_MAX_BYTES", AN_CFG_SIZE, "5GiB", 0, 1LL << 50, 0, CFG(max_bytes),
+     "largest file of one job; a query that makes more fails resource_exhausted (0: no limit)"},
     {"ANALYTICS_EXPORTS_XLSX_ROWS_PER_SHEET", AN_CFG_INT, "1048575", 1, 1048575, 0,
      CFG(xlsx_rows_per_sheet), "xlsx: data rows per worksheet before the next one starts"},
     {"ANALYTICS_EXPORTS_QUERY_TIMEOUT", AN_CFG_DURATION, "1h", 1000, 86400000, 0,

@@ -197,6 +197,12 @@ static an_status on_row(void *ud, const an_ch_row *row, an_error *err)
     an_status s = exports_writer_row(out, row->fields, row->lens, err);
     if (s != AN_OK)
         return s;
+    int64_t max = r->w->x->cfg.max_bytes;
+    if (max > 0 && exports_writer_bytes(out) > (uint64_t)max)
+        return an_error_set(err, AN_RESOURCE_EXHAUSTED,
+                            "the file passed %lld bytes (ANALYTICS_EXPORTS_MAX_BYTES) at row "
+                            "%llu: narrow the query or export it in parts",
+                            (long long)max, (unsigned long long)exports_writer_rows(out));
     if ((exports_writer_rows(out) & 1023) == 0) {
         check_progress(r);
         if (r->stop != RUN_ON)

@@ -760,6 +760,38 @@ START_TEST(test_files_past_the_retention_are_deleted)
 }
 END_TEST
 
+/* A query whose file would pass ANALYTICS_EXPORTS_MAX_BYTES fails
+ * resource_exhausted (not retried) and leaves no file: one tenant's export
+ * cannot fill the disk every tenant's files share. */
+START_TEST(test_a_file_larger_than_the_byte_limit_fails_the_job)
+{
+    char *tenant = th_unique("t_big");
+    insert_events(tenant, 200);
+    start_exports("a", (const char *[]){"ANALYTICS_EXPORTS_MAX_BYTES=2KiB", NULL});
+    char *id = create(tenant, "ann", "SELECT event_id, event_name FROM {{events}}", "csv", NULL);
+    const cJSON *job;
+    cJSON *r = wait_status(tenant, id, "completed failed", 30000, &job);
+    ck_assert_str_eq(str_of(job, "status"), "failed");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(job, "error");
+    ck_assert_str_eq(str_of(e, "code"), "resource_exhausted");
+    ck_assert_msg(strstr(str_of(e, "message"), "ANALYTICS_EXPORTS_MAX_BYTES"), "%s",
+                  str_of(e, "message"));
+    ck_assert_int_eq((int)num_of(job, "attempts"), 1);
+    cJSON_Delete(r);
+    char *path = fmt("%s/files/%s.csv", dir, id);
+    ck_assert_msg(access(path, F_OK) != 0, "%s exists", path);
+    /* the same query under the limit completes */
+    char *small = create(tenant, "ann", "SELECT event_id FROM {{events}} LIMIT 10", "csv", NULL);
+    r = wait_status(tenant, small, "completed failed", 30000, &job);
+    ck_assert_str_eq(str_of(job, "status"), "completed");
+    cJSON_Delete(r);
+    free(small);
+    free(path);
+    free(id);
+    free(tenant);
+}
+END_TEST
+
 START_TEST(test_per_tenant_limit_on_active_jobs)
 {
     char *tenant = th_unique("t_limit");
@@ -942,6 +974,7 @@ Suite *exports_suite(void)
     tcase_add_test(tc, test_query_error_fails_the_job_with_clickhouse_message);
     tcase_add_test(tc, test_internal_failure_keeps_its_detail_in_the_log);
     tcase_add_test(tc, test_files_past_the_retention_are_deleted);
+    tcase_add_test(tc, test_a_file_larger_than_the_byte_limit_fails_the_job);
     tcase_add_test(tc, test_per_tenant_limit_on_active_jobs);
     tcase_add_test(tc, test_worker_killed_mid_job_is_completed_once);
     tcase_add_test(tc, test_s3_upload_and_presigned_url);
