@@ -236,29 +236,35 @@ static an_status handle_get(an_request *req, cJSON **data, an_error *err)
     return AN_OK;
 }
 
+typedef struct list_state {
+    const an_request *req;
+    cJSON *arr;
+} list_state;
+
+static void list_one(void *ud, const dash *d)
+{
+    list_state *ls = ud;
+    if (!dash_can_view(ctx_of(ls->req), ls->req->auth, d))
+        return;
+    cJSON *j = dash_to_json(d, false);
+    cJSON_AddNumberToObject(j, "widgetCount", cJSON_GetArraySize(d->widgets));
+    cJSON_AddItemToArray(ls->arr, j);
+}
+
 static an_status handle_list(an_request *req, cJSON **data, an_error *err)
 {
     const char *tenant;
     an_status st = tenant_of(req, &tenant, err);
     if (st != AN_OK)
         return st;
-    dash **v;
-    size_t n;
-    st = dash_store_list(ctx_of(req), tenant, &v, &n, err);
-    if (st != AN_OK)
-        return st;
     cJSON *out = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(out, "dashboards");
-    for (size_t i = 0; i < n; i++) {
-        if (dash_can_view(ctx_of(req), req->auth, v[i])) {
-            cJSON *j = dash_to_json(v[i], false);
-            cJSON_AddNumberToObject(j, "widgetCount", cJSON_GetArraySize(v[i]->widgets));
-            cJSON_AddItemToArray(arr, j);
-        }
-        dash_free(v[i]);
+    list_state ls = {req, cJSON_AddArrayToObject(out, "dashboards")};
+    st = dash_store_each(ctx_of(req), tenant, list_one, &ls, err);
+    if (st != AN_OK) {
+        cJSON_Delete(out);
+        return st;
     }
-    free(v);
-    cJSON_AddNumberToObject(out, "count", cJSON_GetArraySize(arr));
+    cJSON_AddNumberToObject(out, "count", cJSON_GetArraySize(ls.arr));
     *data = out;
     return AN_OK;
 }

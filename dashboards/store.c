@@ -97,6 +97,9 @@ cJSON *dash_to_json(const dash *d, bool with_widgets)
 typedef struct rows {
     dash **v;
     size_t n, cap;
+    /* when set, each row is handed to it and freed, not kept */
+    void (*each)(void *ud, const dash *d);
+    void *ud;
 } rows;
 
 static an_status on_row(void *ud, const an_ch_row *r, an_error *err)
@@ -124,6 +127,11 @@ static an_status on_row(void *ud, const an_ch_row *r, an_error *err)
     d->created_at = strtoll(r->fields[7], NULL, 10);
     d->updated_at = strtoll(r->fields[8], NULL, 10);
     d->version = strtoull(r->fields[9], NULL, 10);
+    if (rs->each) {
+        rs->each(rs->ud, d);
+        dash_free(d);
+        return AN_OK;
+    }
     if (rs->n == rs->cap) {
         rs->cap = rs->cap ? rs->cap * 2 : 8;
         rs->v = realloc(rs->v, rs->cap * sizeof(*rs->v));
@@ -249,23 +257,18 @@ an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash *
     return AN_OK;
 }
 
-an_status dash_store_list(dash_ctx *c, const char *tenant, dash ***out, size_t *n, an_error *err)
+an_status dash_store_each(dash_ctx *c, const char *tenant, void (*fn)(void *ud, const dash *d),
+                          void *ud, an_error *err)
 {
-    *out = NULL;
-    *n = 0;
     an_buf q;
     an_buf_init(&q);
     an_buf_adds(&q, "SELECT " COLS " FROM analytics.dashboards FINAL WHERE tenant_id = ");
     an_sql_quote_str(&q, tenant);
     an_buf_adds(&q, " AND deleted = 0 ORDER BY id DESC LIMIT 10000");
-    rows rs = {0};
+    rows rs = {.each = fn, .ud = ud};
     an_status st = query(c, an_buf_str(&q), &rs, err);
     an_buf_free(&q);
-    if (st != AN_OK)
-        return st;
-    *out = rs.v;
-    *n = rs.n;
-    return AN_OK;
+    return st;
 }
 
 an_status dash_store_put(dash_ctx *c, const dash *d, an_error *err)
