@@ -80,7 +80,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1677,21 +1676,13 @@ static void drain(natsConnection *nc)
 }
 
 /* this process's user + system CPU */
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 /* The last line of --publish, read by bench/ingest.sh. cpu_s: this
  * process's CPU since the first publish (cpu0 is what it had spent before),
  * so a benchmark can tell what the generator took from the machine. */
 static void report(uint64_t sent, uint64_t acked, uint64_t dups, uint64_t errors, double secs,
                    uint64_t bytes, double cpu0)
 {
-    double cpu = cpu_seconds() - cpu0;
+    double cpu = an_time_cpu_s() - cpu0;
     fprintf(stderr,
             "eventgen: published=%" PRIu64 " acked=%" PRIu64 " duplicates=%" PRIu64
             " errors=%" PRIu64 " seconds=%.3f events_per_s=%.0f bytes=%" PRIu64 " cpu_s=%.2f\n",
@@ -1805,7 +1796,7 @@ static void source_init(source *src, const opts *o, gen *g)
         }
         src->at[o->n] = src->all.len;
         fprintf(stderr, "eventgen: generated=%" PRIu64 " bytes=%zu seconds=%.3f cpu_s=%.2f\n", o->n,
-                src->all.len, (double)(an_time_mono_ms() - t0) / 1000.0, cpu_seconds());
+                src->all.len, (double)(an_time_mono_ms() - t0) / 1000.0, an_time_cpu_s());
     }
     if (o->wait_signal) {
         sigset_t set, stop;
@@ -1820,7 +1811,7 @@ static void source_init(source *src, const opts *o, gen *g)
         sigdelset(&stop, SIGUSR1);
         pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     }
-    src->cpu0 = cpu_seconds();
+    src->cpu0 = an_time_cpu_s();
 }
 
 static outgoing source_next(source *src, uint64_t i)

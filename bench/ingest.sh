@@ -105,7 +105,7 @@ secs() { awk -v t="$1" -v c="$clk_tck" 'BEGIN {printf "%.1f", t / c}'; }
 # PID LOG PATTERN NAME: wait (at most 300 s) until LOG has a line matching PATTERN
 wait_ready() {
     for ((i = 0; ; i++)); do
-        grep -q "$3" "$2" && return 0
+        grep -qs "$3" "$2" && return 0
         if ! kill -0 "$1" 2>/dev/null || [ $i -ge 30000 ]; then
             say "$4 did not get ready:"; cat "$2" >&2; exit 1
         fi
@@ -150,7 +150,6 @@ pub_args=(--publish "$N" --seed "$SEED" --window 0 --quiet)
 [ "$MSG_ID" = 1 ] || pub_args+=(--no-msg-id)
 # the events are made before the clock starts; eventgen waits for SIGUSR1
 [ "$PREGENERATE" = 1 ] && pub_args+=(--pregenerate --wait-signal)
-: >"$WORK/publish.log" # exists before the polls below read it
 "$EVENTGEN" "${pub_args[@]}" 2>"$WORK/publish.log" &
 GPID=$!
 if [ "$PREGENERATE" = 1 ]; then
@@ -328,8 +327,6 @@ transport_line=""
 JSDRAIN="$BUILD_DIR/bench/jsdrain"
 if [ "${BENCH_TRANSPORT:-1}" = 1 ] && [ -x "$JSDRAIN" ]; then
     say "transport alone: $N events published to a stream of their own, acked at once by bench/jsdrain"
-    : >"$WORK/jsdrain.log"
-    : >"$WORK/transport-publish.log"
     "$JSDRAIN" BENCH_TRANSPORT 'benchtransport.>' "$N" >"$WORK/jsdrain.log" 2>&1 &
     DPID=$!
     wait_ready "$DPID" "$WORK/jsdrain.log" '^jsdrain: ready' jsdrain

@@ -19,30 +19,15 @@
  * Needs ANALYTICS_NATS_URL. Exit status: 0 when COUNT were drained, 1 on an
  * error or when no message came for 30 s, 2 on bad usage.
  */
+#include "common/timeutil.h"
+
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #define FETCH      2000
 #define IDLE_LIMIT 30000 /* ms without a message before giving up */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 static int fail(const char *what, natsStatus s, jsErrCode jerr)
 {
@@ -55,14 +40,14 @@ static int fail(const char *what, natsStatus s, jsErrCode jerr)
 static int drain(natsConnection *nc, natsSubscription *sub, long count, double *seconds)
 {
     long got = 0;
-    double t0 = 0, idle_since = now_s();
+    int64_t t0 = 0, idle_since = an_time_mono_ms();
     while (got < count) {
         natsMsgList list;
         jsErrCode jerr = 0;
         int want = count - got < FETCH ? (int)(count - got) : FETCH;
         natsStatus s = natsSubscription_Fetch(&list, sub, want, 1000, &jerr);
         if (s == NATS_TIMEOUT) {
-            if ((now_s() - idle_since) * 1000 >= IDLE_LIMIT) {
+            if (an_time_mono_ms() - idle_since >= IDLE_LIMIT) {
                 fprintf(stderr, "jsdrain: no message for %d s, %ld of %ld taken\n",
                         IDLE_LIMIT / 1000, got, count);
                 return 1;
@@ -72,8 +57,8 @@ static int drain(natsConnection *nc, natsSubscription *sub, long count, double *
         if (s != NATS_OK)
             return fail("fetching", s, jerr);
         if (!t0)
-            t0 = now_s();
-        idle_since = now_s();
+            t0 = an_time_mono_ms();
+        idle_since = an_time_mono_ms();
         for (int i = 0; i < list.Count; i++) {
             s = natsMsg_Ack(list.Msgs[i], NULL);
             if (s != NATS_OK) {
@@ -87,7 +72,7 @@ static int drain(natsConnection *nc, natsSubscription *sub, long count, double *
     natsStatus s = natsConnection_FlushTimeout(nc, 10000);
     if (s != NATS_OK)
         return fail("flushing the acks", s, 0);
-    *seconds = now_s() - t0;
+    *seconds = (double)(an_time_mono_ms() - t0) / 1000.0;
     return 0;
 }
 
@@ -143,7 +128,7 @@ int main(int argc, char **argv)
     double seconds = 0;
     rc = drain(nc, sub, count, &seconds);
     if (rc == 0)
-        printf("jsdrain: drained=%ld seconds=%.3f cpu_s=%.2f\n", count, seconds, cpu_s());
+        printf("jsdrain: drained=%ld seconds=%.3f cpu_s=%.2f\n", count, seconds, an_time_cpu_s());
 out:
     if (sub)
         natsSubscription_Destroy(sub);

@@ -224,17 +224,6 @@ static void header_safe(char *dst, size_t n, const char *src)
     dst[i] = '\0';
 }
 
-/* The message sent to the caller: internal details stay in the logs. */
-static const char *public_message(const an_error *err, const char *correlation_id, char *buf,
-                                  size_t n)
-{
-    if (err->code == AN_INTERNAL) {
-        snprintf(buf, n, "internal error (correlation id %s)", correlation_id);
-        return buf;
-    }
-    return err->message;
-}
-
 static void publish_reply(an_service *svc, const char *reply, const char *correlation_id,
                           an_status st, const cJSON *data, const an_error *err)
 {
@@ -248,7 +237,9 @@ static void publish_reply(an_service *svc, const char *reply, const char *correl
         an_buf_addc(&b, '}');
         free(d);
     } else {
-        message = public_message(err, correlation_id, pub, sizeof(pub));
+        char ref[AN_ERROR_MSG_MAX];
+        snprintf(ref, sizeof(ref), "correlation id %s", correlation_id);
+        message = an_error_public_message(err->code, err->message, ref, pub, sizeof(pub));
         an_buf_adds(&b, "{\"error\":{\"code\":\"");
         an_buf_adds(&b, an_status_code(st));
         an_buf_adds(&b, "\",\"message\":\"");

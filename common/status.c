@@ -30,6 +30,15 @@ const char *an_status_code(an_status s)
     return "internal";
 }
 
+const char *an_error_public_message(an_status s, const char *message, const char *ref, char *buf,
+                                    size_t n)
+{
+    if (s != AN_INTERNAL)
+        return message;
+    snprintf(buf, n, "internal error (%s)", ref);
+    return buf;
+}
+
 int an_status_http(an_status s)
 {
     for (size_t i = 0; i < NTABLE; i++)

@@ -40,6 +40,13 @@ typedef struct an_error {
  * AN_OK gives "ok". Never NULL. */
 const char *an_status_code(an_status s);
 
+/* What a caller may be told of an error of status s: its message, except
+ * for AN_INTERNAL, whose detail (paths, hosts, ...) stays in the logs: then
+ * "internal error (<ref>)", written into buf (ref names what to look for in
+ * the logs, e.g. "correlation id <id>"). */
+const char *an_error_public_message(an_status s, const char *message, const char *ref, char *buf,
+                                    size_t n);
+
 /* The HTTP-like number of a status for Nats-Service-Error-Code (200 for OK). */
 int an_status_http(an_status s);
 

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* ---- calendar ----------------------------------------------------------- */
@@ -83,6 +84,14 @@ int64_t an_time_now_ms(void)
 int64_t an_time_mono_ms(void)
 {
     return clock_ms(CLOCK_MONOTONIC);
+}
+
+double an_time_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* ---- parsing ------------------------------------------------------------ */
@@ -174,7 +183,7 @@ static an_status parse_hms(cursor *c, int64_t *ms, an_error *err)
     return AN_OK;
 }
 
-an_status an_time_parse_n(const char *s, size_t len, int64_t *ms, an_error *err)
+static an_status parse(const char *s, size_t len, bool date_alone, int64_t *ms, an_error *err)
 {
     cursor c = {s ? s : "", s ? len : 0, 0};
     int64_t days;
@@ -182,10 +191,12 @@ an_status an_time_parse_n(const char *s, size_t len, int64_t *ms, an_error *err)
     if (st != AN_OK)
         return st;
     int64_t t = days * AN_TIME_MS_PER_DAY;
-    if (c.pos == c.len) {
+    if (c.pos == c.len && date_alone) {
         *ms = t; /* date alone: midnight UTC; always within range */
         return AN_OK;
     }
+    if (c.pos == c.len)
+        return bad(err, &c, "a date alone: expected 'T', the time and its offset");
     if (!accept(&c, 'T') && !accept(&c, 't') && !accept(&c, ' '))
         return bad(err, &c, "expected 'T' between date and time");
     int64_t tod;
@@ -235,6 +246,16 @@ an_status an_time_parse_n(const char *s, size_t len, int64_t *ms, an_error *err)
         return bad(err, &c, "outside years 0000..9999 once converted to UTC");
     *ms = t;
     return AN_OK;
+}
+
+an_status an_time_parse_n(const char *s, size_t len, int64_t *ms, an_error *err)
+{
+    return parse(s, len, true, ms, err);
+}
+
+an_status an_time_parse_instant_n(const char *s, size_t len, int64_t *ms, an_error *err)
+{
+    return parse(s, len, false, ms, err);
 }
 
 an_status an_time_parse(const char *s, int64_t *ms, an_error *err)

@@ -65,6 +65,8 @@ int64_t an_time_floor_mod(int64_t a, int64_t b);
 int64_t an_time_now_ms(void);
 /* Monotonic clock in ms, for measuring durations and deadlines. */
 int64_t an_time_mono_ms(void);
+/* CPU time this process used so far (user + system), in seconds. */
+double an_time_cpu_s(void);
 
 /* Initialise cv so that pthread_cond_timedwait takes CLOCK_MONOTONIC
  * deadlines (an_time_mono_ms and friends), not wall-clock ones. */
@@ -80,6 +82,9 @@ int an_time_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t dea
 an_status an_time_parse(const char *s, int64_t *ms, an_error *err);
 /* Same for exactly len bytes (need not be NUL-terminated; a NUL inside fails). */
 an_status an_time_parse_n(const char *s, size_t len, int64_t *ms, an_error *err);
+/* Same, but an instant: a date alone is refused (a time and an offset are
+ * required), e.g. when an event happened. */
+an_status an_time_parse_instant_n(const char *s, size_t len, int64_t *ms, an_error *err);
 
 /* Parse ClickHouse DateTime text "YYYY-MM-DD HH:MM:SS" or Date "YYYY-MM-DD"
  * as UTC (the caller makes sure the value was rendered in UTC: a server or

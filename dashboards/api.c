@@ -241,14 +241,15 @@ typedef struct list_state {
     cJSON *arr;
 } list_state;
 
-static void list_one(void *ud, const dash *d)
+static void list_one(void *ud, dash *d)
 {
     list_state *ls = ud;
-    if (!dash_can_view(ctx_of(ls->req), ls->req->auth, d))
-        return;
-    cJSON *j = dash_to_json(d, false);
-    cJSON_AddNumberToObject(j, "widgetCount", cJSON_GetArraySize(d->widgets));
-    cJSON_AddItemToArray(ls->arr, j);
+    if (dash_can_view(ctx_of(ls->req), ls->req->auth, d)) {
+        cJSON *j = dash_to_json(d, false);
+        cJSON_AddNumberToObject(j, "widgetCount", cJSON_GetArraySize(d->widgets));
+        cJSON_AddItemToArray(ls->arr, j);
+    }
+    dash_free(d);
 }
 
 static an_status handle_list(an_request *req, cJSON **data, an_error *err)

@@ -73,9 +73,9 @@ cJSON *dash_to_json(const dash *d, bool with_widgets);
 an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out,
                          an_error *err);
 /* Hand every live dashboard of tenant to fn, newest first, one at a time
- * (d is freed after the call: a list never holds every record's widgets). */
-an_status dash_store_each(dash_ctx *c, const char *tenant, void (*fn)(void *ud, const dash *d),
-                          void *ud, an_error *err);
+ * (fn owns d and frees it: a list never holds every record's widgets). */
+an_status dash_store_each(dash_ctx *c, const char *tenant, void (*fn)(void *ud, dash *d), void *ud,
+                          an_error *err);
 /* Write d as a new row (its version must be higher than the stored one). */
 an_status dash_store_put(dash_ctx *c, const dash *d, an_error *err);
 void dash_store_close(dash_ctx *c);

@@ -254,7 +254,7 @@ an_status dash_widget_validate(dash_ctx *c, const an_request *req, const char *t
     /* a platform admin sees every tenant's metrics; the dashboard's viewers
      * must only ever get their own tenant's numbers */
     const char *owner = str_of(m, "tenantId");
-    if (owner && (!tenant || strcmp(owner, tenant) != 0)) {
+    if (owner && strcmp(owner, tenant) != 0) {
         cJSON_Delete(m);
         return an_error_field(err, AN_INVALID_ARGUMENT, "metricId",
                               "metric %s belongs to another tenant", metric);
@@ -412,8 +412,7 @@ static cJSON *query_body(const job *j, int64_t from, int64_t to)
     cJSON_AddStringToObject(b, "metricId", str_of(w, "metricId"));
     /* the dashboard's tenant, not the caller's: a platform admin's render
      * is cached for the tenant's viewers */
-    if (j->tenant)
-        cJSON_AddStringToObject(b, "tenantId", j->tenant);
+    cJSON_AddStringToObject(b, "tenantId", j->tenant);
     cJSON_AddStringToObject(b, "from", fb);
     cJSON_AddStringToObject(b, "to", tb);
     cJSON_AddStringToObject(b, "granularity", granularity_of(j));

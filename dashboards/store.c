@@ -94,17 +94,15 @@ cJSON *dash_to_json(const dash *d, bool with_widgets)
     "tenant_id, id, name, description, owner_id, widgets, acl, toUnixTimestamp(created_at), "      \
     "toUnixTimestamp(updated_at), version"
 
+/* Where the rows of a query go, one record at a time (fn owns it). */
 typedef struct rows {
-    dash **v;
-    size_t n, cap;
-    /* when set, each row is handed to it and freed, not kept */
-    void (*each)(void *ud, const dash *d);
+    void (*fn)(void *ud, dash *d);
     void *ud;
 } rows;
 
 static an_status on_row(void *ud, const an_ch_row *r, an_error *err)
 {
-    rows *rs = ud;
+    const rows *rs = ud;
     if (r->ncols != 10)
         return an_error_set(err, AN_INTERNAL, "dashboards row has %zu columns", r->ncols);
     dash *d = calloc(1, sizeof(*d));
@@ -127,39 +125,25 @@ static an_status on_row(void *ud, const an_ch_row *r, an_error *err)
     d->created_at = strtoll(r->fields[7], NULL, 10);
     d->updated_at = strtoll(r->fields[8], NULL, 10);
     d->version = strtoull(r->fields[9], NULL, 10);
-    if (rs->each) {
-        rs->each(rs->ud, d);
-        dash_free(d);
-        return AN_OK;
-    }
-    if (rs->n == rs->cap) {
-        rs->cap = rs->cap ? rs->cap * 2 : 8;
-        rs->v = realloc(rs->v, rs->cap * sizeof(*rs->v));
-    }
-    rs->v[rs->n++] = d;
+    rs->fn(rs->ud, d);
     return AN_OK;
 }
 
-static an_status query(dash_ctx *c, const char *sql, rows *rs, an_error *err)
+static an_status query(dash_ctx *c, const char *sql, void (*fn)(void *ud, dash *d), void *ud,
+                       an_error *err)
 {
+    rows rs = {fn, ud};
     an_ch *ch;
     an_status st = ch_take(c, &ch, err);
     if (st != AN_OK)
         return st;
-    st = an_ch_query(ch, sql, NULL, on_row, rs, err);
+    st = an_ch_query(ch, sql, NULL, on_row, &rs, err);
     if (st == AN_OK || st == AN_INVALID_ARGUMENT || st == AN_NOT_FOUND)
         ch_give(c, ch);
     else
         an_ch_free(ch); /* connection state unknown */
-    if (st != AN_OK) {
-        for (size_t i = 0; i < rs->n; i++)
-            dash_free(rs->v[i]);
-        free(rs->v);
-        rs->v = NULL;
-        rs->n = 0;
-        if (st == AN_INVALID_ARGUMENT || st == AN_NOT_FOUND)
-            st = an_error_set(err, AN_INTERNAL, "dashboards query: %s", err ? err->message : "");
-    }
+    if (st == AN_INVALID_ARGUMENT || st == AN_NOT_FOUND)
+        st = an_error_set(err, AN_INTERNAL, "dashboards query: %s", err ? err->message : "");
     return st;
 }
 
@@ -215,6 +199,16 @@ static dash *record_parse(const char *s, const char *tenant, const char *id)
     return d;
 }
 
+/* A query's first record into *(dash **)ud; the others are dropped. */
+static void keep_first(void *ud, dash *d)
+{
+    dash **first = ud;
+    if (*first)
+        dash_free(d);
+    else
+        *first = d;
+}
+
 an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash **out, an_error *err)
 {
     *out = NULL;
@@ -238,35 +232,31 @@ an_status dash_store_get(dash_ctx *c, const char *tenant, const char *id, dash *
     an_buf_adds(&q, " AND id = ");
     an_sql_quote_str(&q, id);
     an_buf_adds(&q, " AND deleted = 0");
-    rows rs = {0};
-    an_status st = query(c, an_buf_str(&q), &rs, err);
+    dash *first = NULL;
+    an_status st = query(c, an_buf_str(&q), keep_first, &first, err);
     an_buf_free(&q);
-    if (st != AN_OK)
+    if (st != AN_OK) {
+        dash_free(first);
         return st;
-    if (rs.n == 0) {
-        free(rs.v);
-        return an_error_field(err, AN_NOT_FOUND, "id", "dashboard %s not found", id);
     }
-    for (size_t i = 1; i < rs.n; i++)
-        dash_free(rs.v[i]);
-    *out = rs.v[0];
-    free(rs.v);
+    if (!first)
+        return an_error_field(err, AN_NOT_FOUND, "id", "dashboard %s not found", id);
+    *out = first;
     char *json = record_json(*out);
     dash_record_cache_put(c, tenant, id, (*out)->version, json);
     free(json);
     return AN_OK;
 }
 
-an_status dash_store_each(dash_ctx *c, const char *tenant, void (*fn)(void *ud, const dash *d),
-                          void *ud, an_error *err)
+an_status dash_store_each(dash_ctx *c, const char *tenant, void (*fn)(void *ud, dash *d), void *ud,
+                          an_error *err)
 {
     an_buf q;
     an_buf_init(&q);
     an_buf_adds(&q, "SELECT " COLS " FROM analytics.dashboards FINAL WHERE tenant_id = ");
     an_sql_quote_str(&q, tenant);
     an_buf_adds(&q, " AND deleted = 0 ORDER BY id DESC LIMIT 10000");
-    rows rs = {.each = fn, .ud = ud};
-    an_status st = query(c, an_buf_str(&q), &rs, err);
+    an_status st = query(c, an_buf_str(&q), fn, ud, err);
     an_buf_free(&q);
     return st;
 }

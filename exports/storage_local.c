@@ -99,11 +99,12 @@ static size_t local_sweep(exports_storage *st, int64_t cutoff_ms)
     if (!d)
         return 0;
     size_t n = 0;
+    int64_t part_cutoff = an_time_now_ms() - 86400000LL;
     an_buf path = AN_BUF_INIT;
     const struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        bool part = e->d_name[0] == '.' && strlen(e->d_name) > 6 &&
-                    strcmp(e->d_name + strlen(e->d_name) - 5, ".part") == 0;
+        size_t len = strlen(e->d_name);
+        bool part = e->d_name[0] == '.' && len > 6 && strcmp(e->d_name + len - 5, ".part") == 0;
         if (!part && !exports_key_valid(e->d_name))
             continue;
         an_buf_reset(&path);
@@ -112,8 +113,7 @@ static size_t local_sweep(exports_storage *st, int64_t cutoff_ms)
         if (lstat(path.data, &sb) != 0 || !S_ISREG(sb.st_mode))
             continue;
         int64_t mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
-        int64_t limit = part ? an_time_now_ms() - 86400000LL : cutoff_ms;
-        if (mtime_ms < limit && unlink(path.data) == 0)
+        if (mtime_ms < (part ? part_cutoff : cutoff_ms) && unlink(path.data) == 0)
             n++;
     }
     closedir(d);

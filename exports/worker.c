@@ -270,17 +270,16 @@ static bool permanent(an_status s)
            s == AN_RESOURCE_EXHAUSTED;
 }
 
-/* What the job's record and event say of an error: like the service's
- * replies, an internal one's text (paths of the spool, ...) stays in the
- * log. */
+/* What the job's record and event say of an error (status s, text msg):
+ * like the services' replies, an internal one's text (paths of the spool,
+ * ...) stays in the log. */
 static const char *public_message(an_status s, const exports_job *j, const char *msg, char *buf,
                                   size_t n)
 {
-    if (s != AN_INTERNAL)
-        return msg;
-    snprintf(buf, n, "internal error (export %s; correlation id %s)", j->id,
+    char ref[256];
+    snprintf(ref, sizeof(ref), "export %s; correlation id %s", j->id,
              j->correlation_id ? j->correlation_id : "none");
-    return buf;
+    return an_error_public_message(s, msg, ref, buf, n);
 }
 
 static void finish_failed(exports_worker *w, exports_job *j, const char *code, const char *msg)
@@ -312,6 +311,17 @@ static void finish_failed(exports_worker *w, exports_job *j, const char *code, c
     an_prom_counter_inc(x->jobs_failed);
     an_log_ctx(AN_LOG_WARN, j->tenant_id, j->correlation_id, "export %s failed: %s: %s", j->id,
                code, msg);
+}
+
+/* Fail j for good with status s: the record and event get what a caller
+ * may read, the log keeps the detail when that is not it. */
+static void fail_job(exports_worker *w, exports_job *j, an_status s, const char *detail)
+{
+    char pub[256];
+    const char *msg = public_message(s, j, detail, pub, sizeof(pub));
+    if (msg != detail)
+        an_log_ctx(AN_LOG_WARN, j->tenant_id, j->correlation_id, "export %s: %s", j->id, detail);
+    finish_failed(w, j, an_status_code(s), msg);
 }
 
 static void mark_cancelled(exports_worker *w, exports_job *j)
@@ -497,18 +507,13 @@ static void handle(exports_worker *w, an_queue_job *qj)
         an_log_ctx(AN_LOG_INFO, j.tenant_id, j.correlation_id,
                    "export %s handed back to the queue (shutting down)", j.id);
     } else if (permanent(s)) {
-        an_log_ctx(AN_LOG_WARN, j.tenant_id, j.correlation_id, "export %s: %s", j.id, err.message);
-        finish_failed(w, &j, an_status_code(s),
-                      public_message(s, &j, err.message, pub, sizeof(pub)));
+        fail_job(w, &j, s, err.message);
         an_queue_ack(w->q, qj, NULL);
     } else {
         int64_t retry_in = 0;
         an_error qerr;
         if (an_queue_fail(w->q, qj, err.message, &retry_in, &qerr) == AN_OK && retry_in < 0) {
-            an_log_ctx(AN_LOG_WARN, j.tenant_id, j.correlation_id, "export %s: %s", j.id,
-                       err.message);
-            finish_failed(w, &j, an_status_code(s),
-                          public_message(s, &j, err.message, pub, sizeof(pub)));
+            fail_job(w, &j, s, err.message);
         } else {
             free(j.status);
             j.status = strdup(EXPORTS_STATUS_QUEUED);

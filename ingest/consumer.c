@@ -275,15 +275,28 @@ static void open_kv(ingest_consumer *c)
     }
 }
 
-/* The mark recorded with this replica's server, or set one (and say so
- * when loud): see above. */
-static an_status adopt_server_mark(ingest_consumer *c, bool loud, an_error *err)
+/* The stream's last sequence (0: it holds nothing). */
+static an_status stream_last_seq(ingest_consumer *c, uint64_t *last, an_error *err)
 {
-    size_t idn = strlen(c->server_id);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return an_events_nats_error(err, s, jerr, "reading the firehose stream");
+    *last = si->State.Msgs ? si->State.LastSeq : 0;
+    jsStreamInfo_Destroy(si);
+    return AN_OK;
+}
+
+/* The mark recorded with server id, or set one (and say so when loud):
+ * see above. */
+static an_status adopt_server_mark(ingest_consumer *c, const char *id, bool loud, an_error *err)
+{
+    size_t idn = strlen(id);
     kvEntry *e = NULL;
     if (c->kv && idn && kvStore_Get(&e, c->kv, c->kv_key) == NATS_OK) {
         const char *v = kvEntry_ValueString(e);
-        bool ours = v && strncmp(v, c->server_id, idn) == 0 && v[idn] == ' ';
+        bool ours = v && strncmp(v, id, idn) == 0 && v[idn] == ' ';
         uint64_t mark = ours ? strtoull(v + idn + 1, NULL, 10) : 0;
         kvEntry_Destroy(e);
         if (ours) {
@@ -292,18 +305,15 @@ static an_status adopt_server_mark(ingest_consumer *c, bool loud, an_error *err)
             return AN_OK;
         }
     }
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
-    if (s != NATS_OK)
-        return an_events_nats_error(err, s, jerr, "reading the firehose stream");
-    uint64_t last = si->State.Msgs ? si->State.LastSeq : 0;
-    jsStreamInfo_Destroy(si);
+    uint64_t last;
+    an_status st = stream_last_seq(c, &last, err);
+    if (st != AN_OK)
+        return st;
     if (last > c->reconnect_mark)
         c->reconnect_mark = last;
     if (c->kv && idn) {
         char v[sizeof(c->server_id) + 24];
-        snprintf(v, sizeof(v), "%s %llu", c->server_id, (unsigned long long)c->reconnect_mark);
+        snprintf(v, sizeof(v), "%s %llu", id, (unsigned long long)c->reconnect_mark);
         if (kvStore_PutString(NULL, c->kv, c->kv_key, v) != NATS_OK)
             an_warn("cannot record the nats-server in %s: the next start looks up again",
                     KV_BUCKET);
@@ -312,7 +322,7 @@ static an_status adopt_server_mark(ingest_consumer *c, bool loud, an_error *err)
         an_warn("nats-server %s is not the one ingest last recorded for consumer %s (it may "
                 "have restarted with an older consumer state): messages up to stream seq %llu "
                 "are looked up in ClickHouse before they are inserted",
-                idn ? c->server_id : "(unknown)", c->consumer, (unsigned long long)last);
+                idn ? id : "(unknown)", c->consumer, (unsigned long long)last);
     return AN_OK;
 }
 
@@ -346,16 +356,9 @@ static void note_reconnects(ingest_consumer *c)
                 id);
         return;
     }
-    char was[sizeof(c->server_id)];
-    memcpy(was, c->server_id, sizeof(was));
+    if (adopt_server_mark(c, id, false, NULL) != AN_OK || reconnects(c) != n)
+        return; /* again on the next call (or reconnected again meanwhile) */
     memcpy(c->server_id, id, sizeof(id));
-    uint64_t before = c->reconnect_mark;
-    if (adopt_server_mark(c, false, NULL) != AN_OK || reconnects(c) != n) {
-        /* again on the next call (or reconnected again meanwhile) */
-        memcpy(c->server_id, was, sizeof(was));
-        c->reconnect_mark = before > c->reconnect_mark ? before : c->reconnect_mark;
-        return;
-    }
     c->unsure = false;
     an_warn("reconnected to NATS: messages up to stream seq %llu are looked up in ClickHouse "
             "before they are inserted (a restarted nats-server may deliver stored ones again as "
@@ -389,12 +392,10 @@ static an_status ensure_consumer(ingest_consumer *c, an_error *err)
         jsErrCode jerr = 0;
         natsStatus s = js_GetConsumerInfo(&ci, c->js, c->stream, c->consumer, NULL, &jerr);
         if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
-            jsStreamInfo *si = NULL;
-            s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
-            if (s != NATS_OK)
-                return an_events_nats_error(err, s, jerr, "reading the firehose stream");
-            uint64_t last = si->State.Msgs ? si->State.LastSeq : 0;
-            jsStreamInfo_Destroy(si);
+            uint64_t last;
+            an_status st = stream_last_seq(c, &last, err);
+            if (st != AN_OK)
+                return st;
             if (last) {
                 snprintf(description, sizeof(description),
                          "%s" MAYBE_STORED_MARK "%llu may be stored already: looked up",
@@ -531,7 +532,7 @@ an_status ingest_consumer_open(natsConnection *nc, const ingest_consumer_config 
         st = ensure_consumer(c, err);
     if (st == AN_OK) {
         open_kv(c);
-        st = adopt_server_mark(c, true, err);
+        st = adopt_server_mark(c, c->server_id, true, err);
     }
     if (st == AN_OK)
         st = subscribe(c, err);

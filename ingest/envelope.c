@@ -46,11 +46,12 @@ struct ingest_parser {
 
     char *scratch; /* decoded strings; reserved up front so pointers stay put */
     size_t scratch_len, scratch_cap;
-    an_buf out;              /* properties JSON */
-    an_buf flat;             /* leaf paths and values that are not views */
-    an_buf path;             /* dotted path of the value being read */
-    an_buf tmp;              /* masking */
-    an_buf masked_fields[2]; /* correlationId, actor.type when they held PII-looking parts */
+    an_buf out;          /* properties JSON */
+    an_buf flat;         /* leaf paths and values that are not views */
+    an_buf path;         /* dotted path of the value being read */
+    an_buf tmp;          /* masking */
+    an_buf corr_masked;  /* correlationId, when it held PII-looking parts */
+    an_buf actor_masked; /* actor.type, the same */
     leaf *leaves;
     size_t nleaves, leaves_cap;
     const char **kptr, **vptr;
@@ -81,8 +82,8 @@ void ingest_parser_free(ingest_parser *p)
     an_buf_free(&p->flat);
     an_buf_free(&p->path);
     an_buf_free(&p->tmp);
-    an_buf_free(&p->masked_fields[0]);
-    an_buf_free(&p->masked_fields[1]);
+    an_buf_free(&p->corr_masked);
+    an_buf_free(&p->actor_masked);
     free(p->leaves);
     free(p->kptr);
     free(p->vptr);
@@ -769,10 +770,10 @@ static bool id_field(ingest_parser *p, const char *name, bool null_ok, const cha
     return true;
 }
 
-/* A field that is null or a string of at most max bytes without control
- * characters. */
-/* A free-text field of the envelope, stored in the hot tier: masked like a
- * string of data (into masked, which must stay put until the row is built). */
+/* A free-text field of the envelope: null or a string of at most max bytes
+ * without control characters. It is stored in the hot tier, so it is masked
+ * like a string of data (into masked, which must stay put until the row is
+ * built). */
 static bool text_field(ingest_parser *p, const char *name, size_t max, an_buf *masked,
                        const char **v, size_t *n)
 {
@@ -832,7 +833,7 @@ static bool actor(ingest_parser *p, ingest_event *ev)
             if (seen_type)
                 return fail(p, INGEST_REASON_INVALID_FIELD, "actor.type appears twice");
             seen_type = true;
-            if (!text_field(p, "actor.type", 64, &p->masked_fields[1], &ev->actor_type,
+            if (!text_field(p, "actor.type", 64, &p->actor_masked, &ev->actor_type,
                             &ev->actor_type_len))
                 return false;
         } else if (kn == 2 && memcmp(k, "id", 2) == 0) {
@@ -930,7 +931,7 @@ static bool member(ingest_parser *p, const char *k, size_t kn, fields *f, ingest
         }
         return string(p, &f->occurred, &f->occurred_len);
     case F_CORR:
-        return text_field(p, "correlationId", 256, &p->masked_fields[0], &ev->correlation_id,
+        return text_field(p, "correlationId", 256, &p->corr_masked, &ev->correlation_id,
                           &ev->correlation_id_len);
     case F_ACTOR:
         return actor(p, ev);
@@ -1005,15 +1006,9 @@ static bool envelope(ingest_parser *p, int64_t now_ms, ingest_event *ev)
 
     an_error err;
     int64_t ms;
-    if (an_time_parse_n(f.occurred, f.occurred_len, &ms, &err) != AN_OK)
+    if (an_time_parse_instant_n(f.occurred, f.occurred_len, &ms, &err) != AN_OK)
         return fail(p, INGEST_REASON_BAD_TIMESTAMP, "occurredAt \"%.*s\": %s",
                     (int)(f.occurred_len > 64 ? 64 : f.occurred_len), f.occurred, err.message);
-    /* the parser takes a date alone (midnight UTC); an event has a time */
-    if (!memchr(f.occurred, 'T', f.occurred_len) && !memchr(f.occurred, 't', f.occurred_len) &&
-        !memchr(f.occurred, ' ', f.occurred_len))
-        return fail(p, INGEST_REASON_BAD_TIMESTAMP,
-                    "occurredAt \"%.*s\" is a date alone: RFC 3339 needs the time and its offset",
-                    (int)f.occurred_len, f.occurred);
     if (ms < 0 || ms / 1000 > DATETIME_MAX_S)
         return fail(p, INGEST_REASON_BAD_TIMESTAMP,
                     "occurredAt %.*s is outside 1970-01-01 .. 2106-02-07", (int)f.occurred_len,

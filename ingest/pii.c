@@ -278,6 +278,18 @@ static bool ipv4_at(const char *s, size_t len, size_t i, size_t *end)
     return true;
 }
 
+/* Is s[0..n) an IPv6 address? */
+static bool is_ipv6(const char *s, size_t n)
+{
+    char tmp[46];
+    struct in6_addr a;
+    if (n >= sizeof(tmp))
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return inet_pton(AF_INET6, tmp, &a) == 1;
+}
+
 static bool ipv6_at(const char *s, size_t len, size_t i, size_t *end)
 {
     size_t j = i, colons = 0;
@@ -287,25 +299,16 @@ static bool ipv6_at(const char *s, size_t len, size_t i, size_t *end)
     }
     while (j > i && s[j - 1] == '.')
         j--;
-    if (colons < 2 || j - i > 46 || (j < len && word_char((unsigned char)s[j])))
+    if (colons < 2 || (j < len && word_char((unsigned char)s[j])))
         return false;
-    char tmp[47];
-    struct in6_addr a;
-    /* "from 2001:db8::1: reset": the address ends before a single colon */
-    for (int try = 0; try < 2; try++) {
-        if (try == 1 && !(s[j - 1] == ':' && j - i >= 2 && s[j - 2] != ':'))
+    if (!is_ipv6(s + i, j - i)) {
+        /* "from 2001:db8::1: reset": the address ends before a single colon */
+        if (!(j - i >= 2 && s[j - 1] == ':' && s[j - 2] != ':' && is_ipv6(s + i, j - 1 - i)))
             return false;
-        j -= try;
-        if (j - i > 45)
-            continue;
-        memcpy(tmp, s + i, j - i);
-        tmp[j - i] = '\0';
-        if (inet_pton(AF_INET6, tmp, &a) == 1) {
-            *end = j;
-            return true;
-        }
+        j--;
     }
-    return false;
+    *end = j;
+    return true;
 }
 
 /* dddd-dd-dd (or with '.' or '/'): the start of a date, never a phone. */

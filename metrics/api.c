@@ -385,13 +385,12 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
     memset(&next, 0, sizeof(next));
     /* who may change it, before the lock: a caller who may not would
      * otherwise hold the owner's updates off (a metric's tenant never
-     * changes; the checks after the lock see the fresh definition) */
+     * changes, so the fresh definition read under the lock needs no
+     * second check) */
     if ((s = load_def(ctx, id, false, r, &cur, err)) != AN_OK)
         goto out;
-    if (!visible(req->auth, &cur))
-        s = not_found(id, err);
-    else
-        s = an_auth_require_tenant(req->auth, cur.tenant_id, err);
+    s = visible(req->auth, &cur) ? an_auth_require_tenant(req->auth, cur.tenant_id, err)
+                                 : not_found(id, err);
     metrics_def_free(&cur);
     memset(&cur, 0, sizeof(cur));
     if (s != AN_OK)
@@ -399,12 +398,6 @@ static an_status change(an_request *req, bool deprecate, cJSON **data, an_error 
     if ((s = lock_take(r, &lock, lock_key, err)) != AN_OK)
         goto out;
     if ((s = load_def(ctx, id, true, r, &cur, err)) != AN_OK)
-        goto out;
-    if (!visible(req->auth, &cur)) {
-        s = not_found(id, err);
-        goto out;
-    }
-    if ((s = an_auth_require_tenant(req->auth, cur.tenant_id, err)) != AN_OK)
         goto out;
     if (ev && (uint64_t)ev->valuedouble != cur.version) {
         s = an_error_field(err, AN_FAILED_PRECONDITION, "expectedVersion",

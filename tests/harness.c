@@ -436,11 +436,12 @@ static void *proxy_accept(void *arg)
             abort();
         *c = (proxy_conn){.p = p, .client = cfd, .server = sfd, .running = 2};
         pthread_mutex_lock(&p->mu);
-        int slot = th_now_ms() < p->refuse_until ? PROXY_MAX_CONNS : -1; /* cut meanwhile */
-        for (int i = 0; i < PROXY_MAX_CONNS && slot < 0; i++)
+        bool cut = th_now_ms() < p->refuse_until; /* while connecting */
+        int slot = -1;
+        for (int i = 0; i < PROXY_MAX_CONNS && slot < 0 && !cut; i++)
             if (!p->conns[i])
                 slot = i;
-        if (slot < 0 || slot == PROXY_MAX_CONNS) {
+        if (slot < 0) {
             pthread_mutex_unlock(&p->mu);
             close(cfd);
             close(sfd);
